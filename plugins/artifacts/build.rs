@@ -1,0 +1,149 @@
+//! Builds every plugin under `plugins/` (examples and hostile fixtures) into a
+//! `wasm32-wasip2` component with the workspace's `plugin` profile, then writes
+//! `artifacts.rs` into `OUT_DIR` with one constant per component.
+//!
+//! The nested cargo uses its own target directory (`target/plugins`) so it never waits on
+//! the lock of the cargo that runs this script.
+
+use std::env;
+use std::fmt::Write as _;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const TARGET: &str = "wasm32-wasip2";
+const PROFILE: &str = "plugin";
+
+struct Plugin {
+    package: String,
+    /// File stem cargo gives the output: lib crates use underscores, bins keep dashes.
+    stem: String,
+    example: bool,
+}
+
+fn main() {
+    let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
+    let plugins_dir = manifest_dir.parent().unwrap().to_path_buf();
+    let workspace = plugins_dir.parent().unwrap().to_path_buf();
+
+    println!("cargo:rerun-if-changed={}", workspace.join("wit").display());
+    println!("cargo:rerun-if-changed={}", workspace.join("sdk").display());
+
+    let mut plugins = Vec::new();
+    for (dir, example) in plugin_dirs(&plugins_dir) {
+        for file in ["Cargo.toml", "src"] {
+            println!("cargo:rerun-if-changed={}", dir.join(file).display());
+        }
+        plugins.push(read_plugin(&dir, example));
+    }
+    plugins.sort_by(|a, b| a.package.cmp(&b.package));
+
+    let target_dir = workspace.join("target").join("plugins");
+    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(&workspace)
+        .arg("build")
+        .arg("--target")
+        .arg(TARGET)
+        .arg("--profile")
+        .arg(PROFILE)
+        .arg("--target-dir")
+        .arg(&target_dir);
+    for p in &plugins {
+        cmd.arg("-p").arg(&p.package);
+    }
+    // Flags meant for the host build must not leak into the wasm build.
+    for var in [
+        "CARGO_ENCODED_RUSTFLAGS",
+        "RUSTFLAGS",
+        "CARGO_BUILD_TARGET",
+        "CARGO_TARGET_DIR",
+        "CARGO_BUILD_RUSTFLAGS",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "CARGO_LLVM_COV",
+    ] {
+        cmd.env_remove(var);
+    }
+    let status = cmd
+        .status()
+        .unwrap_or_else(|e| panic!("could not run cargo to build the plugins: {e}"));
+    if !status.success() {
+        panic!(
+            "building the plugins for {TARGET} failed ({status}). If the target is missing, \
+             run `rustup target add {TARGET}`."
+        );
+    }
+
+    let out_wasm = target_dir.join(TARGET).join(PROFILE);
+    let mut code = String::new();
+    let mut examples = String::new();
+    let mut all = String::new();
+    for p in &plugins {
+        let path = out_wasm.join(format!("{}.wasm", p.stem));
+        assert!(path.exists(), "cargo did not produce {}", path.display());
+        let konst = p
+            .package
+            .trim_start_matches("plugin-")
+            .replace('-', "_")
+            .to_uppercase();
+        writeln!(
+            code,
+            "/// Component built from the `{}` package.\npub const {konst}: Artifact = Artifact {{ package: {:?}, path: {:?}, bytes: include_bytes!({:?}) }};",
+            p.package,
+            p.package,
+            path.display().to_string(),
+            path.display().to_string(),
+        )
+        .unwrap();
+        writeln!(all, "    {konst},").unwrap();
+        if p.example {
+            writeln!(examples, "    {konst},").unwrap();
+        }
+    }
+    writeln!(
+        code,
+        "/// The example partner plugins.\npub const EXAMPLES: &[Artifact] = &[\n{examples}];"
+    )
+    .unwrap();
+    writeln!(
+        code,
+        "/// Every component, examples and hostile fixtures.\npub const ALL: &[Artifact] = &[\n{all}];"
+    )
+    .unwrap();
+    let out = PathBuf::from(env::var("OUT_DIR").unwrap()).join("artifacts.rs");
+    fs::write(out, code).unwrap();
+}
+
+/// Plugin crates: `plugins/<name>/` (examples) and `plugins/hostile/<name>/` (fixtures).
+fn plugin_dirs(plugins_dir: &Path) -> Vec<(PathBuf, bool)> {
+    let mut dirs = Vec::new();
+    for (base, example) in [(plugins_dir.to_path_buf(), true), (plugins_dir.join("hostile"), false)] {
+        for entry in fs::read_dir(&base).unwrap() {
+            let path = entry.unwrap().path();
+            let is_self = path.file_name().is_some_and(|n| n == "artifacts");
+            if path.join("Cargo.toml").exists() && !is_self {
+                dirs.push((path, example));
+            }
+        }
+    }
+    dirs
+}
+
+fn read_plugin(dir: &Path, example: bool) -> Plugin {
+    let manifest: toml::Table = fs::read_to_string(dir.join("Cargo.toml"))
+        .unwrap()
+        .parse()
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    let package = manifest["package"]["name"].as_str().unwrap().to_string();
+    let is_bin = manifest.contains_key("bin");
+    let stem = if is_bin {
+        package.clone()
+    } else {
+        package.replace('-', "_")
+    };
+    Plugin {
+        package,
+        stem,
+        example,
+    }
+}
