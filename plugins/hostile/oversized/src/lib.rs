@@ -1,5 +1,5 @@
 //! Floods the host with output. Config `mode` picks the flood:
-//! `many-bids` (default; `count` bids, 10 000 by default), `huge-strings` (a title of
+//! `many-bids` (default; `count` bids, 1 000 by default), `huge-strings` (a title of
 //! `bytes` bytes, 4 MiB by default) or `log-flood` (`count` log lines of 1 KiB).
 use offerhost_sdk::{
     Bid, Features, Offer, OfferPlugin, PluginError, PluginInfo, Reward, config_or,
@@ -18,7 +18,7 @@ impl OfferPlugin for Flood {
         let mode: String = config_or("mode", "many-bids".to_string())?;
         match mode.as_str() {
             "many-bids" => {
-                let count: usize = config_or("count", 10_000)?;
+                let count: usize = config_or("count", 1_000)?;
                 Ok((0..count)
                     .map(|i| {
                         Offer::new(format!("flood-{i}"), "flood", Reward::CashbackBps(100))

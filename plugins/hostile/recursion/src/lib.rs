@@ -6,9 +6,9 @@ pub struct Abyss;
 
 #[inline(never)]
 #[allow(unconditional_recursion)]
-fn descend(depth: u64, pad: [u64; 16]) -> u64 {
-    let pad = std::hint::black_box(pad);
-    descend(depth + 1, pad).wrapping_add(pad[(depth % 16) as usize])
+fn descend(depth: u64) -> u64 {
+    // Scalars only, so every frame lives on the engine's WebAssembly stack.
+    std::hint::black_box(descend(std::hint::black_box(depth + 1))).wrapping_add(depth)
 }
 
 impl OfferPlugin for Abyss {
@@ -17,7 +17,7 @@ impl OfferPlugin for Abyss {
     }
 
     fn bid(_: &Features) -> Result<Vec<Bid>, PluginError> {
-        let n = descend(0, [7; 16]);
+        let n = descend(0);
         Err(PluginError::Internal(format!("unreachable: {n}")))
     }
 }
