@@ -38,6 +38,8 @@ fn main() {
     }
     plugins.sort_by(|a, b| a.package.cmp(&b.package));
 
+    ensure_target_installed();
+
     let target_dir = workspace.join("target").join("plugins");
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
     let mut cmd = Command::new(cargo);
@@ -114,10 +116,38 @@ fn main() {
     fs::write(out, code).unwrap();
 }
 
+/// Adds the wasm target through rustup when the toolchain lacks it, so that a plain
+/// `cargo test --workspace` works on a fresh machine.
+fn ensure_target_installed() {
+    let rustc = env::var("RUSTC").unwrap_or_else(|_| "rustc".to_string());
+    let libdir = Command::new(&rustc)
+        .args(["--print", "target-libdir", "--target", TARGET])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
+    if libdir.is_some_and(|d| d.exists()) {
+        return;
+    }
+    println!("cargo:warning=the {TARGET} target is missing; running `rustup target add {TARGET}`");
+    let added = Command::new("rustup")
+        .args(["target", "add", TARGET])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !added {
+        panic!(
+            "the {TARGET} target is not installed and rustup could not add it: run `rustup target add {TARGET}`"
+        );
+    }
+}
+
 /// Plugin crates: `plugins/<name>/` (examples) and `plugins/hostile/<name>/` (fixtures).
 fn plugin_dirs(plugins_dir: &Path) -> Vec<(PathBuf, bool)> {
     let mut dirs = Vec::new();
-    for (base, example) in [(plugins_dir.to_path_buf(), true), (plugins_dir.join("hostile"), false)] {
+    for (base, example) in [
+        (plugins_dir.to_path_buf(), true),
+        (plugins_dir.join("hostile"), false),
+    ] {
         for entry in fs::read_dir(&base).unwrap() {
             let path = entry.unwrap().path();
             let is_self = path.file_name().is_some_and(|n| n == "artifacts");

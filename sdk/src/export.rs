@@ -53,7 +53,7 @@ macro_rules! export_plugin {
             // Natively the crate is only a library for unit tests; the component exports
             // exist in the wasm build.
             #[cfg(target_arch = "wasm32")]
-            $crate::__private::export!(OfferhostPluginExport with_types_in $crate::wit);
+    $crate::__private::export!(OfferhostPluginExport with_types_in $crate::wit);
         };
     };
 }
@@ -63,7 +63,7 @@ pub mod __private {
     pub use crate::wit::export;
     pub use crate::wit::exports::offerhost::plugin::bidder::Guest;
     pub use crate::wit::offerhost::plugin::types::{
-        OfferBid as WitBid, Features as WitFeatures, PluginError as WitPluginError,
+        Features as WitFeatures, OfferBid as WitBid, PluginError as WitPluginError,
         PluginInfo as WitPluginInfo,
     };
     pub use std::vec::Vec;

@@ -70,8 +70,7 @@ pub mod wit {
 pub use export::__private;
 pub use export::OfferPlugin;
 pub use features::{
-    Affinity, Channel, Context, DayOfWeek, Features, LifecycleStage, PartOfDay, Rfm, Season,
-    Tier,
+    Affinity, Channel, Context, DayOfWeek, Features, LifecycleStage, PartOfDay, Rfm, Season, Tier,
 };
 pub use host::{LogLevel, config, config_or, debug, error, info, log, warn};
 pub use offer::{Bid, Money, Offer, PluginError, PluginInfo, Reward};

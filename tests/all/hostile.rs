@@ -3,7 +3,9 @@
 use std::time::{Duration, Instant};
 
 use offerhost::sandbox::{Limits, Outcome};
-use offerhost_tests::{artifacts, config, example_features, example_request, limits, load, plugin_run, sandbox};
+use offerhost_tests::{
+    artifacts, config, example_features, example_request, limits, load, plugin_run, sandbox,
+};
 
 /// Fixture, config for it, the outcome kind the runner must print.
 const CASES: &[(&str, &[&str], &str)] = &[
@@ -12,12 +14,23 @@ const CASES: &[(&str, &[&str], &str)] = &[
     ("hostile-recursion", &[], "trap"),
     ("hostile-panic", &[], "trap"),
     ("hostile-oversized", &[], "invalid-output"),
-    ("hostile-oversized", &["--config", "mode=huge-strings"], "invalid-output"),
-    ("hostile-oversized", &["--config", "mode=log-flood"], "log-limit"),
+    (
+        "hostile-oversized",
+        &["--config", "mode=huge-strings"],
+        "invalid-output",
+    ),
+    (
+        "hostile-oversized",
+        &["--config", "mode=log-flood"],
+        "log-limit",
+    ),
 ];
 
 fn artifact(package: &str) -> artifacts::Artifact {
-    *artifacts::ALL.iter().find(|a| a.package == package).unwrap()
+    *artifacts::ALL
+        .iter()
+        .find(|a| a.package == package)
+        .unwrap()
 }
 
 #[test]
@@ -28,7 +41,11 @@ fn the_runner_prints_each_hostile_outcome_and_exits_non_zero_within_the_deadline
         let run = plugin_run(artifact(package).path, &request, args);
         let elapsed = started.elapsed();
         assert_eq!(run.code, 3, "{package} {args:?}: {}", run.stderr);
-        assert_eq!(run.json["outcome"]["kind"], *kind, "{package} {args:?}: {}", run.json);
+        assert_eq!(
+            run.json["outcome"]["kind"], *kind,
+            "{package} {args:?}: {}",
+            run.json
+        );
         assert!(run.json["bids"].as_array().unwrap().is_empty());
         let wall_us = run.json["cost"]["wall_time_us"].as_u64().unwrap();
         let deadline_us = Limits::default().deadline_ms * 1000;
@@ -97,7 +114,12 @@ fn invalid_bids_are_dropped_one_by_one_with_reason_codes() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|r| (r["offer_id"].as_str().unwrap().to_string(), r["reason"].as_str().unwrap().to_string()))
+        .map(|r| {
+            (
+                r["offer_id"].as_str().unwrap().to_string(),
+                r["reason"].as_str().unwrap().to_string(),
+            )
+        })
         .collect();
     let expected = [
         ("", "bad-offer-id"),
@@ -116,7 +138,10 @@ fn invalid_bids_are_dropped_one_by_one_with_reason_codes() {
         ("bad-category", "bad-category"),
         ("good-offer", "duplicate-offer"),
     ];
-    let expected: Vec<(String, String)> = expected.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
+    let expected: Vec<(String, String)> = expected
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
     assert_eq!(reasons, expected);
 }
 
@@ -127,7 +152,11 @@ fn many_hostile_calls_in_a_row_leave_the_sandbox_healthy() {
     let before = sandbox().bid(&airline, &features, &config(&[]), &limits());
     assert!(before.outcome.is_ok());
 
-    let fast = Limits { deadline_ms: 20, fuel: 2_000_000, ..limits() };
+    let fast = Limits {
+        deadline_ms: 20,
+        fuel: 2_000_000,
+        ..limits()
+    };
     for round in 0..5 {
         for artifact in [
             artifacts::HOSTILE_LOOP,
@@ -137,7 +166,11 @@ fn many_hostile_calls_in_a_row_leave_the_sandbox_healthy() {
             artifacts::HOSTILE_OVERSIZED,
         ] {
             let report = sandbox().bid(&load(artifact), &features, &config(&[]), &fast);
-            assert!(!report.outcome.is_ok(), "round {round}: {} succeeded", artifact.package);
+            assert!(
+                !report.outcome.is_ok(),
+                "round {round}: {} succeeded",
+                artifact.package
+            );
         }
     }
 

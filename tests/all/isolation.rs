@@ -7,10 +7,20 @@ use offerhost_tests::{artifacts, config, example_features, limits, load, sandbox
 #[test]
 fn same_input_same_bids_and_fuel_even_in_another_engine() {
     let features = example_features("high-value-traveller");
-    let first = sandbox().bid(&load(artifacts::AIRLINE), &features, &config(&[]), &limits());
+    let first = sandbox().bid(
+        &load(artifacts::AIRLINE),
+        &features,
+        &config(&[]),
+        &limits(),
+    );
     assert!(first.outcome.is_ok());
     for _ in 0..10 {
-        let again = sandbox().bid(&load(artifacts::AIRLINE), &features, &config(&[]), &limits());
+        let again = sandbox().bid(
+            &load(artifacts::AIRLINE),
+            &features,
+            &config(&[]),
+            &limits(),
+        );
         assert_eq!(again.value, first.value);
         assert_eq!(again.cost.fuel_used, first.cost.fuel_used);
         assert_eq!(again.logs, first.logs);
@@ -54,14 +64,25 @@ fn files_env_sockets_and_clock_give_nothing_useful() {
         .collect();
     // No preopened directories: every path is simply not there.
     for key in ["file", "dir", "write"] {
-        assert!(seen[key].starts_with("Err(") && seen[key].contains("NotFound"), "{key}: {}", seen[key]);
+        assert!(
+            seen[key].starts_with("Err(") && seen[key].contains("NotFound"),
+            "{key}: {}",
+            seen[key]
+        );
     }
-    assert!(!std::path::Path::new("/tmp/offerhost-escape").exists(), "the plugin wrote a host file");
+    assert!(
+        !std::path::Path::new("/tmp/offerhost-escape").exists(),
+        "the plugin wrote a host file"
+    );
     assert_eq!(seen["env"], "0");
     assert_eq!(seen["home"], "Err(NotPresent)");
     assert_eq!(seen["args"], "0");
     for key in ["socket", "udp"] {
-        assert!(seen[key].contains("PermissionDenied"), "{key}: {}", seen[key]);
+        assert!(
+            seen[key].contains("PermissionDenied"),
+            "{key}: {}",
+            seen[key]
+        );
     }
     assert_eq!(seen["clock"], format!("Ok({FIXED_WALL_CLOCK_SECS})"));
     assert_eq!(seen["elapsed"], "0");
@@ -81,9 +102,22 @@ fn a_plugin_sees_only_its_own_config() {
     // Configuration is per call: what one plugin was given is not visible to the next.
     let airline = load(artifacts::AIRLINE);
     let features = example_features("high-value-traveller");
-    let tuned = sandbox().bid(&airline, &features, &config(&[("holder_multiplier", "9")]), &limits());
+    let tuned = sandbox().bid(
+        &airline,
+        &features,
+        &config(&[("holder_multiplier", "9")]),
+        &limits(),
+    );
     let plain = sandbox().bid(&airline, &features, &config(&[]), &limits());
-    let reward = |r: &offerhost::sandbox::CallReport<Vec<offerhost::model::Bid>>| r.value.as_ref().unwrap()[0].offer.reward.clone();
-    assert_eq!(reward(&tuned), offerhost::model::Reward::PointsMultiplier(9.0));
-    assert_eq!(reward(&plain), offerhost::model::Reward::PointsMultiplier(5.0));
+    let reward = |r: &offerhost::sandbox::CallReport<Vec<offerhost::model::Bid>>| {
+        r.value.as_ref().unwrap()[0].offer.reward.clone()
+    };
+    assert_eq!(
+        reward(&tuned),
+        offerhost::model::Reward::PointsMultiplier(9.0)
+    );
+    assert_eq!(
+        reward(&plain),
+        offerhost::model::Reward::PointsMultiplier(5.0)
+    );
 }

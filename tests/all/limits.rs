@@ -3,8 +3,17 @@
 use offerhost::sandbox::{Limits, Outcome};
 use offerhost_tests::{artifacts, config, example_features, limits, load, sandbox};
 
-fn run(artifact: artifacts::Artifact, cfg: &[(&str, &str)], limits: Limits) -> offerhost::sandbox::CallReport<Vec<offerhost::model::Bid>> {
-    sandbox().bid(&load(artifact), &example_features("high-value-traveller"), &config(cfg), &limits)
+fn run(
+    artifact: artifacts::Artifact,
+    cfg: &[(&str, &str)],
+    limits: Limits,
+) -> offerhost::sandbox::CallReport<Vec<offerhost::model::Bid>> {
+    sandbox().bid(
+        &load(artifact),
+        &example_features("high-value-traveller"),
+        &config(cfg),
+        &limits,
+    )
 }
 
 #[test]
@@ -12,14 +21,35 @@ fn fuel() {
     let within = run(artifacts::AIRLINE, &[], limits());
     assert_eq!(within.outcome, Outcome::Ok);
     let used = within.cost.fuel_used;
-    assert!(used > 1_000 && used < limits().fuel / 100, "airline used {used} fuel");
+    assert!(
+        used > 1_000 && used < limits().fuel / 100,
+        "airline used {used} fuel"
+    );
 
-    let starved = run(artifacts::AIRLINE, &[], Limits { fuel: used / 2, ..limits() });
+    let starved = run(
+        artifacts::AIRLINE,
+        &[],
+        Limits {
+            fuel: used / 2,
+            ..limits()
+        },
+    );
     assert_eq!(starved.outcome, Outcome::FuelExhausted);
     assert_eq!(starved.cost.fuel_used, used / 2);
 
-    let exact = run(artifacts::AIRLINE, &[], Limits { fuel: used, ..limits() });
-    assert_eq!(exact.outcome, Outcome::Ok, "exactly the fuel it needs is enough");
+    let exact = run(
+        artifacts::AIRLINE,
+        &[],
+        Limits {
+            fuel: used,
+            ..limits()
+        },
+    );
+    assert_eq!(
+        exact.outcome,
+        Outcome::Ok,
+        "exactly the fuel it needs is enough"
+    );
 
     let looping = run(artifacts::HOSTILE_LOOP, &[], limits());
     assert_eq!(looping.outcome, Outcome::FuelExhausted);
@@ -28,34 +58,87 @@ fn fuel() {
 
 #[test]
 fn deadline() {
-    let within = run(artifacts::AIRLINE, &[], Limits { deadline_ms: 20, ..limits() });
+    let within = run(
+        artifacts::AIRLINE,
+        &[],
+        Limits {
+            deadline_ms: 20,
+            ..limits()
+        },
+    );
     assert_eq!(within.outcome, Outcome::Ok);
 
-    let unlimited_fuel = Limits { fuel: u64::MAX / 2, deadline_ms: 15, ..limits() };
+    let unlimited_fuel = Limits {
+        fuel: u64::MAX / 2,
+        deadline_ms: 15,
+        ..limits()
+    };
     let late = run(artifacts::HOSTILE_LOOP, &[], unlimited_fuel);
     assert_eq!(late.outcome, Outcome::Deadline);
-    assert!(late.cost.wall_time_us >= 15_000, "{}", late.cost.wall_time_us);
-    assert!(late.cost.wall_time_us < 25_000, "{}", late.cost.wall_time_us);
+    assert!(
+        late.cost.wall_time_us >= 15_000,
+        "{}",
+        late.cost.wall_time_us
+    );
+    assert!(
+        late.cost.wall_time_us < 25_000,
+        "{}",
+        late.cost.wall_time_us
+    );
 }
 
 #[test]
 fn memory() {
-    let within = run(artifacts::AIRLINE, &[], Limits { memory_bytes: 2 << 20, ..limits() });
+    let within = run(
+        artifacts::AIRLINE,
+        &[],
+        Limits {
+            memory_bytes: 2 << 20,
+            ..limits()
+        },
+    );
     assert_eq!(within.outcome, Outcome::Ok);
     assert!(within.cost.peak_memory_bytes <= 2 << 20);
 
     // Too little even for the plugin's initial memory: refused at instantiation.
-    let tiny = run(artifacts::AIRLINE, &[], Limits { memory_bytes: 64 << 10, ..limits() });
+    let tiny = run(
+        artifacts::AIRLINE,
+        &[],
+        Limits {
+            memory_bytes: 64 << 10,
+            ..limits()
+        },
+    );
     assert_eq!(tiny.outcome, Outcome::MemoryLimit);
 
-    let bomb = run(artifacts::HOSTILE_MEMORY_BOMB, &[], Limits { memory_bytes: 16 << 20, ..limits() });
+    let bomb = run(
+        artifacts::HOSTILE_MEMORY_BOMB,
+        &[],
+        Limits {
+            memory_bytes: 16 << 20,
+            ..limits()
+        },
+    );
     assert_eq!(bomb.outcome, Outcome::MemoryLimit);
-    assert!(bomb.cost.peak_memory_bytes <= 16 << 20, "{}", bomb.cost.peak_memory_bytes);
+    assert!(
+        bomb.cost.peak_memory_bytes <= 16 << 20,
+        "{}",
+        bomb.cost.peak_memory_bytes
+    );
 
     // Limits above the engine's maximum are clamped to it.
-    let huge = run(artifacts::HOSTILE_MEMORY_BOMB, &[], Limits { memory_bytes: 1 << 40, ..limits() });
+    let huge = run(
+        artifacts::HOSTILE_MEMORY_BOMB,
+        &[],
+        Limits {
+            memory_bytes: 1 << 40,
+            ..limits()
+        },
+    );
     assert_eq!(huge.outcome, offerhost::sandbox::Outcome::MemoryLimit);
-    assert!(huge.cost.peak_memory_bytes <= offerhost::sandbox::EngineLimits::default().max_memory_bytes);
+    assert!(
+        huge.cost.peak_memory_bytes <= offerhost::sandbox::EngineLimits::default().max_memory_bytes
+    );
 }
 
 #[test]
@@ -67,35 +150,58 @@ fn bid_count() {
     let over = run(artifacts::HOSTILE_OVERSIZED, &[("count", "65")], limits());
     assert_eq!(
         over.outcome,
-        Outcome::InvalidOutput { reason: "65 bids, the limit is 64".into() }
+        Outcome::InvalidOutput {
+            reason: "65 bids, the limit is 64".into()
+        }
     );
     assert!(over.value.is_none());
 }
 
 #[test]
 fn output_bytes() {
-    let small = Limits { max_output_bytes: 1000, ..limits() };
+    let small = Limits {
+        max_output_bytes: 1000,
+        ..limits()
+    };
     // One bid: id "huge" (4) + category "general" (7) + title.
-    let within = run(artifacts::HOSTILE_OVERSIZED, &[("mode", "huge-strings"), ("bytes", "989")], small);
+    let within = run(
+        artifacts::HOSTILE_OVERSIZED,
+        &[("mode", "huge-strings"), ("bytes", "989")],
+        small,
+    );
     assert_eq!(within.outcome, Outcome::Ok);
     assert_eq!(within.cost.output_bytes, 1000);
 
-    let over = run(artifacts::HOSTILE_OVERSIZED, &[("mode", "huge-strings"), ("bytes", "990")], small);
+    let over = run(
+        artifacts::HOSTILE_OVERSIZED,
+        &[("mode", "huge-strings"), ("bytes", "990")],
+        small,
+    );
     assert_eq!(
         over.outcome,
-        Outcome::InvalidOutput { reason: "1001 bytes of strings, the limit is 1000".into() }
+        Outcome::InvalidOutput {
+            reason: "1001 bytes of strings, the limit is 1000".into()
+        }
     );
 }
 
 #[test]
 fn log_bytes() {
     // Each line is 1 KiB; the default budget is 4 KiB.
-    let within = run(artifacts::HOSTILE_OVERSIZED, &[("mode", "log-flood"), ("count", "4")], limits());
+    let within = run(
+        artifacts::HOSTILE_OVERSIZED,
+        &[("mode", "log-flood"), ("count", "4")],
+        limits(),
+    );
     assert_eq!(within.outcome, Outcome::Ok);
     assert_eq!(within.logs.len(), 4);
     assert_eq!(within.cost.log_bytes, 4096);
 
-    let over = run(artifacts::HOSTILE_OVERSIZED, &[("mode", "log-flood"), ("count", "5")], limits());
+    let over = run(
+        artifacts::HOSTILE_OVERSIZED,
+        &[("mode", "log-flood"), ("count", "5")],
+        limits(),
+    );
     assert_eq!(over.outcome, Outcome::LogLimit);
     assert_eq!(over.logs.len(), 4, "lines within the budget are kept");
 }

@@ -5,10 +5,16 @@ use offerhost_tests::{artifacts, example_request, plugin_run, sandbox};
 
 #[test]
 fn a_component_for_another_world_is_refused_with_what_it_exports() {
-    let err = sandbox().load(artifacts::HOSTILE_WRONG_WORLD.bytes).err().unwrap();
+    let err = sandbox()
+        .load(artifacts::HOSTILE_WRONG_WORLD.bytes)
+        .err()
+        .unwrap();
     assert!(matches!(err, LoadError::WrongWorld(_)), "{err}");
     let message = err.to_string();
-    assert!(message.contains("offerhost:plugin/bidder@0.1.0"), "{message}");
+    assert!(
+        message.contains("offerhost:plugin/bidder@0.1.0"),
+        "{message}"
+    );
     assert!(message.contains("wasi:cli/run"), "{message}");
 
     let run = plugin_run(
@@ -17,7 +23,12 @@ fn a_component_for_another_world_is_refused_with_what_it_exports() {
         &[],
     );
     assert_eq!(run.code, 1);
-    assert!(run.stderr.contains("does not target the offerhost:plugin/offer-plugin@0.1.0 world"), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("does not target the offerhost:plugin/offer-plugin@0.1.0 world"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]
@@ -30,23 +41,44 @@ fn a_core_module_is_refused_with_how_to_build_a_component() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("core.wasm");
     std::fs::write(&path, core).unwrap();
-    let run = plugin_run(path.to_str().unwrap(), &example_request("high-value-traveller"), &[]);
+    let run = plugin_run(
+        path.to_str().unwrap(),
+        &example_request("high-value-traveller"),
+        &[],
+    );
     assert_eq!(run.code, 1);
-    assert!(run.stderr.contains("core WebAssembly module, not a component"), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("core WebAssembly module, not a component"),
+        "{}",
+        run.stderr
+    );
     assert!(run.stderr.contains("wasm32-wasip2"), "{}", run.stderr);
 }
 
 #[test]
 fn garbage_and_truncated_files_are_refused() {
-    assert!(matches!(sandbox().load(b"MZ\x90\0 not wasm").err().unwrap(), LoadError::NotWasm));
+    assert!(matches!(
+        sandbox().load(b"MZ\x90\0 not wasm").err().unwrap(),
+        LoadError::NotWasm
+    ));
     let airline = artifacts::AIRLINE.bytes;
     let truncated = &airline[..airline.len() / 2];
     let err = sandbox().load(truncated).err().unwrap();
     assert!(matches!(err, LoadError::Compile(_)), "{err}");
 
-    let run = plugin_run("/nonexistent/plugin.wasm", &example_request("high-value-traveller"), &[]);
+    let run = plugin_run(
+        "/nonexistent/plugin.wasm",
+        &example_request("high-value-traveller"),
+        &[],
+    );
     assert_eq!(run.code, 1);
-    assert!(run.stderr.contains("cannot read component /nonexistent/plugin.wasm"), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("cannot read component /nonexistent/plugin.wasm"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]

@@ -4,10 +4,22 @@ use offerhost_tests::{artifacts, example_request, offerhost, plugin_run};
 
 /// Each example plugin with the shipped request it is written for.
 const EXAMPLES: &[(&str, &str, &str)] = &[
-    ("plugin-airline", "high-value-traveller", "skyways-holder-miles"),
-    ("plugin-grocer", "weekend-grocery-shopper", "freshmart-weekend"),
+    (
+        "plugin-airline",
+        "high-value-traveller",
+        "skyways-holder-miles",
+    ),
+    (
+        "plugin-grocer",
+        "weekend-grocery-shopper",
+        "freshmart-weekend",
+    ),
     ("plugin-reactivation", "lapsed-customer", "comeback-bonus"),
-    ("plugin-electronics", "installment-gadget-buyer", "voltmart-0pct-long"),
+    (
+        "plugin-electronics",
+        "installment-gadget-buyer",
+        "voltmart-0pct-long",
+    ),
 ];
 
 fn artifact(package: &str) -> artifacts::Artifact {
@@ -31,11 +43,24 @@ fn every_example_plugin_bids_on_its_shipped_request_and_reports_its_cost() {
         assert!(j["rejected_bids"].as_array().unwrap().is_empty());
         let cost = &j["cost"];
         assert!(cost["fuel_used"].as_u64().unwrap() > 0, "{package}: {cost}");
-        assert!(cost["peak_memory_bytes"].as_u64().unwrap() >= 64 << 10, "{package}: {cost}");
-        assert!(cost["wall_time_us"].as_u64().unwrap() > 0, "{package}: {cost}");
-        assert!(cost["output_bytes"].as_u64().unwrap() > 0, "{package}: {cost}");
+        assert!(
+            cost["peak_memory_bytes"].as_u64().unwrap() >= 64 << 10,
+            "{package}: {cost}"
+        );
+        assert!(
+            cost["wall_time_us"].as_u64().unwrap() > 0,
+            "{package}: {cost}"
+        );
+        assert!(
+            cost["output_bytes"].as_u64().unwrap() > 0,
+            "{package}: {cost}"
+        );
         assert!(j["plugin"]["name"].as_str().unwrap().len() > 3);
-        assert!(run.stderr.contains("bid ok; 1 bid(s) accepted"), "{}", run.stderr);
+        assert!(
+            run.stderr.contains("bid ok; 1 bid(s) accepted"),
+            "{}",
+            run.stderr
+        );
     }
 }
 
@@ -45,7 +70,10 @@ fn config_flags_reach_the_plugin() {
     let request = example_request("high-value-traveller");
     let run = plugin_run(airline, &request, &["--config", "holder_multiplier=7.5"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
-    assert_eq!(run.json["bids"][0]["offer"]["reward"]["points_multiplier"], 7.5);
+    assert_eq!(
+        run.json["bids"][0]["offer"]["reward"]["points_multiplier"],
+        7.5
+    );
 
     let run = plugin_run(airline, &request, &["--config", "holder_multiplier=lots"]);
     assert_eq!(run.code, 3);
@@ -83,11 +111,26 @@ fn a_customer_the_plugin_does_not_target_gets_no_bids_and_exit_zero() {
 fn bad_request_files_name_the_field_and_exit_one() {
     let dir = tempfile::tempdir().unwrap();
     let cases = [
-        (r#"{"placement": "app-home", "tier": "gold"}"#, "unknown variant `gold`"),
-        (r#"{"placement": "app-home", "rfm": {"recency": 9, "frequency": 1, "monetary": 1}}"#, "rfm.recency: 9 is outside 1..=5"),
-        (r#"{"placement": "app-home", "affinities": [{"category": "travel", "weight": 1.5}]}"#, "affinities[0].weight"),
-        (r#"{"placement": "app-home", "region": "Shanghai, 200000"}"#, "region"),
-        (r#"{"placement": "app-home", "customer_id": "42"}"#, "unknown field `customer_id`"),
+        (
+            r#"{"placement": "app-home", "tier": "gold"}"#,
+            "unknown variant `gold`",
+        ),
+        (
+            r#"{"placement": "app-home", "rfm": {"recency": 9, "frequency": 1, "monetary": 1}}"#,
+            "rfm.recency: 9 is outside 1..=5",
+        ),
+        (
+            r#"{"placement": "app-home", "affinities": [{"category": "travel", "weight": 1.5}]}"#,
+            "affinities[0].weight",
+        ),
+        (
+            r#"{"placement": "app-home", "region": "Shanghai, 200000"}"#,
+            "region",
+        ),
+        (
+            r#"{"placement": "app-home", "customer_id": "42"}"#,
+            "unknown field `customer_id`",
+        ),
         (r#"{"tier": "mass"}"#, "missing field `placement`"),
         ("not json", "expected"),
     ];
@@ -103,10 +146,20 @@ fn bad_request_files_name_the_field_and_exit_one() {
 
 #[test]
 fn help_explains_the_request_format_and_exit_codes() {
-    let out = offerhost().args(["plugin", "run", "--help"]).output().unwrap();
+    let out = offerhost()
+        .args(["plugin", "run", "--help"])
+        .output()
+        .unwrap();
     assert!(out.status.success());
     let help = String::from_utf8_lossy(&out.stdout);
-    for needle in ["REQUEST FILE", "\"placement\"", "high-value", "EXIT STATUS", "--config", "host/examples/requests"] {
+    for needle in [
+        "REQUEST FILE",
+        "\"placement\"",
+        "high-value",
+        "EXIT STATUS",
+        "--config",
+        "host/examples/requests",
+    ] {
         assert!(help.contains(needle), "help lacks {needle:?}:\n{help}");
     }
 }

@@ -1,9 +1,10 @@
 //! Helpers for the workspace-level integration tests: the `offerhost` binary, the compiled
 //! plugins and a shared sandbox.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::{Command, Output};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use offerhost::model::Features;
 use offerhost::sandbox::{Limits, Plugin, PluginConfig, Sandbox, SandboxConfig};
@@ -64,7 +65,8 @@ pub fn plugin_run(component: &str, request: &std::path::Path, args: &[&str]) -> 
     let json = if stdout.trim().is_empty() {
         Value::Null
     } else {
-        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {stdout}"))
+        serde_json::from_str(&stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {stdout}"))
     };
     Run {
         code: out.status.code().expect("exited normally, not by a signal"),
@@ -79,11 +81,21 @@ pub fn sandbox() -> &'static Sandbox {
     SANDBOX.get_or_init(|| Sandbox::new(&SandboxConfig::default()).expect("sandbox starts"))
 }
 
-/// Loads (compiles) an artifact into the shared sandbox.
+/// Loads (compiles) an artifact into the shared sandbox, once per test binary.
 pub fn load(artifact: Artifact) -> Plugin {
-    sandbox()
+    static LOADED: OnceLock<Mutex<HashMap<&'static str, Plugin>>> = OnceLock::new();
+    let loaded = LOADED.get_or_init(Default::default);
+    if let Some(plugin) = loaded.lock().unwrap().get(artifact.package) {
+        return plugin.clone();
+    }
+    let plugin = sandbox()
         .load(artifact.bytes)
-        .unwrap_or_else(|e| panic!("{} loads: {e}", artifact.package))
+        .unwrap_or_else(|e| panic!("{} loads: {e}", artifact.package));
+    loaded
+        .lock()
+        .unwrap()
+        .insert(artifact.package, plugin.clone());
+    plugin
 }
 
 /// Plugin configuration from pairs.

@@ -135,7 +135,10 @@ fn try_run(args: &PluginRunArgs) -> Result<ExitCode, String> {
     };
     let mut sandbox_config = SandboxConfig::default();
     sandbox_config.engine.max_concurrent_instances = 4;
-    sandbox_config.engine.max_memory_bytes = sandbox_config.engine.max_memory_bytes.max(limits.memory_bytes);
+    sandbox_config.engine.max_memory_bytes = sandbox_config
+        .engine
+        .max_memory_bytes
+        .max(limits.memory_bytes);
     let sandbox = Sandbox::new(&sandbox_config).map_err(|e| e.to_string())?;
     let plugin = sandbox
         .load(&bytes)
@@ -163,7 +166,11 @@ fn try_run(args: &PluginRunArgs) -> Result<ExitCode, String> {
     println!("{json}");
 
     let c = &output.cost;
-    let step = if described.outcome.is_ok() { "bid" } else { "describe" };
+    let step = if described.outcome.is_ok() {
+        "bid"
+    } else {
+        "describe"
+    };
     eprintln!(
         "{component_name}: {step} {}; {} bid(s) accepted, {} rejected; fuel {}, peak memory {} KiB, {} us, {} log line(s)",
         output.outcome,

@@ -136,10 +136,14 @@ impl Bid {
         if !id_ok {
             return Err((
                 DropReason::BadOfferId,
-                format!("offer id {:?} must be 1..={MAX_OFFER_ID} bytes of A-Z a-z 0-9 . _ -", truncate(&o.id)),
+                format!(
+                    "offer id {:?} must be 1..={MAX_OFFER_ID} bytes of A-Z a-z 0-9 . _ -",
+                    truncate(&o.id)
+                ),
             ));
         }
-        if o.title.is_empty() || o.title.len() > MAX_TITLE || o.title.chars().any(char::is_control) {
+        if o.title.is_empty() || o.title.len() > MAX_TITLE || o.title.chars().any(char::is_control)
+        {
             return Err((
                 DropReason::BadTitle,
                 format!(
@@ -151,18 +155,30 @@ impl Bid {
         if !is_slug(&o.category, 32) {
             return Err((
                 DropReason::BadCategory,
-                format!("category {:?} is not a kebab-case id of 1..=32 bytes", truncate(&o.category)),
+                format!(
+                    "category {:?} is not a kebab-case id of 1..=32 bytes",
+                    truncate(&o.category)
+                ),
             ));
         }
         match &o.reward {
             Reward::CashbackBps(bps) if !(1..=10_000).contains(bps) => {
-                return Err((DropReason::BadReward, format!("cashback {bps} bps is outside 1..=10000")));
+                return Err((
+                    DropReason::BadReward,
+                    format!("cashback {bps} bps is outside 1..=10000"),
+                ));
             }
             Reward::PointsMultiplier(x) if !(1.0..=50.0).contains(x) => {
-                return Err((DropReason::BadReward, format!("points multiplier {x} is outside 1.0..=50.0")));
+                return Err((
+                    DropReason::BadReward,
+                    format!("points multiplier {x} is outside 1.0..=50.0"),
+                ));
             }
             Reward::InstallmentMonths(n) if !(2..=36).contains(n) => {
-                return Err((DropReason::BadReward, format!("{n} installment months is outside 2..=36")));
+                return Err((
+                    DropReason::BadReward,
+                    format!("{n} installment months is outside 2..=36"),
+                ));
             }
             Reward::FixedAmount(m) => check_money("reward", m)?,
             _ => {}
@@ -179,7 +195,10 @@ impl Bid {
         if !(1..=MAX_VALUE_MINOR).contains(&self.value_minor) {
             return Err((
                 DropReason::BadValue,
-                format!("bid value {} is outside 1..={MAX_VALUE_MINOR}", self.value_minor),
+                format!(
+                    "bid value {} is outside 1..={MAX_VALUE_MINOR}",
+                    self.value_minor
+                ),
             ));
         }
         if !(0.0..=1.0).contains(&self.relevance) {

@@ -188,7 +188,10 @@ impl Features {
         if self.affinities.len() > MAX_AFFINITIES {
             return Err(FieldError::new(
                 "affinities",
-                format!("{} entries, at most {MAX_AFFINITIES}", self.affinities.len()),
+                format!(
+                    "{} entries, at most {MAX_AFFINITIES}",
+                    self.affinities.len()
+                ),
             ));
         }
         for (i, a) in self.affinities.iter().enumerate() {
@@ -258,5 +261,7 @@ fn is_region(s: &str) -> bool {
     country.len() == 2
         && country.bytes().all(|b| b.is_ascii_lowercase())
         && (1..=3).contains(&sub.len())
-        && sub.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        && sub
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
 }

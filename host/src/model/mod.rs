@@ -8,8 +8,8 @@ pub use bid::{
     PluginError, PluginInfo, RejectedBid, Reward, screen_bids,
 };
 pub use features::{
-    Affinity, Channel, Context, DayOfWeek, Features, LifecycleStage, MAX_AFFINITIES,
-    MAX_SEGMENTS, PartOfDay, Rfm, Season, Tier, is_slug,
+    Affinity, Channel, Context, DayOfWeek, Features, LifecycleStage, MAX_AFFINITIES, MAX_SEGMENTS,
+    PartOfDay, Rfm, Season, Tier, is_slug,
 };
 
 /// A request value that breaks a rule: which field, and why.

@@ -33,7 +33,9 @@ impl From<&model::Features> for wit::Features {
                 model::LifecycleStage::ApprovedNotActivated => {
                     wit::LifecycleStage::ApprovedNotActivated
                 }
-                model::LifecycleStage::ActivatedNoBinding => wit::LifecycleStage::ActivatedNoBinding,
+                model::LifecycleStage::ActivatedNoBinding => {
+                    wit::LifecycleStage::ActivatedNoBinding
+                }
                 model::LifecycleStage::BoundNoSpend => wit::LifecycleStage::BoundNoSpend,
                 model::LifecycleStage::Spending => wit::LifecycleStage::Spending,
                 model::LifecycleStage::RevolvingInstallmentEligible => {

@@ -58,7 +58,9 @@ pub enum LoadError {
     )]
     NotAComponent,
     /// The component targets another world.
-    #[error("the component does not target the offerhost:plugin/offer-plugin@{WIT_VERSION} world: {0}")]
+    #[error(
+        "the component does not target the offerhost:plugin/offer-plugin@{WIT_VERSION} world: {0}"
+    )]
     WrongWorld(String),
     /// The component targets a version of the contract this host does not support.
     #[error("the component targets offerhost:plugin@{found}, this host supports @{WIT_VERSION}")]
@@ -158,9 +160,15 @@ impl Sandbox {
 
     fn prepare(&self, component: Component) -> Result<Plugin, LoadError> {
         let ty = component.component_type();
-        let exports: Vec<String> = ty.exports(&self.engine).map(|(n, _)| n.to_string()).collect();
+        let exports: Vec<String> = ty
+            .exports(&self.engine)
+            .map(|(n, _)| n.to_string())
+            .collect();
         if !exports.iter().any(|n| n == BIDDER_EXPORT) {
-            if let Some(other) = exports.iter().find_map(|n| n.strip_prefix("offerhost:plugin/bidder@")) {
+            if let Some(other) = exports
+                .iter()
+                .find_map(|n| n.strip_prefix("offerhost:plugin/bidder@"))
+            {
                 return Err(LoadError::UnsupportedVersion {
                     found: other.to_string(),
                 });
@@ -171,15 +179,21 @@ impl Sandbox {
             )));
         }
         let pre = self.linker.instantiate_pre(&component).map_err(|e| {
-            let imports: Vec<String> = ty.imports(&self.engine).map(|(n, _)| n.to_string()).collect();
+            let imports: Vec<String> = ty
+                .imports(&self.engine)
+                .map(|(n, _)| n.to_string())
+                .collect();
             LoadError::WrongWorld(format!(
                 "it imports something the host does not provide ({e}); a plugin may import only \
                  offerhost:plugin/host and capability-free WASI (it imports: {})",
                 list_or_nothing(&imports)
             ))
         })?;
-        let pre = OfferPluginPre::new(pre)
-            .map_err(|e| LoadError::WrongWorld(format!("its `{BIDDER_EXPORT}` export has the wrong shape: {e:#}")))?;
+        let pre = OfferPluginPre::new(pre).map_err(|e| {
+            LoadError::WrongWorld(format!(
+                "its `{BIDDER_EXPORT}` export has the wrong shape: {e:#}"
+            ))
+        })?;
         Ok(Plugin { pre })
     }
 
@@ -203,7 +217,9 @@ impl Sandbox {
     ) -> CallReport<Vec<Bid>> {
         let features = bindings::wit::Features::from(features);
         let mut report = self.call(plugin, config.clone(), limits, |store, instance| {
-            let answer = instance.offerhost_plugin_bidder().call_bid(store, &features)?;
+            let answer = instance
+                .offerhost_plugin_bidder()
+                .call_bid(store, &features)?;
             Ok(match answer {
                 Ok(bids) => Ok(bids.into_iter().map(Bid::from).collect::<Vec<_>>()),
                 Err(e) => Err(model::PluginError::from(e)),
@@ -213,7 +229,11 @@ impl Sandbox {
             let bytes: u64 = bids.iter().map(|b| b.string_bytes() as u64).sum();
             report.cost.output_bytes = bytes;
             let problem = if bids.len() > limits.max_bids as usize {
-                Some(format!("{} bids, the limit is {}", bids.len(), limits.max_bids))
+                Some(format!(
+                    "{} bids, the limit is {}",
+                    bids.len(),
+                    limits.max_bids
+                ))
             } else if bytes > limits.max_output_bytes {
                 Some(format!(
                     "{bytes} bytes of strings, the limit is {}",

@@ -75,7 +75,8 @@ mod tests {
     #[test]
     fn installment_eligible_get_the_long_plan() {
         testing::clear_config();
-        let bids = VoltMart::bid(&gadget_fan(LifecycleStage::RevolvingInstallmentEligible)).unwrap();
+        let bids =
+            VoltMart::bid(&gadget_fan(LifecycleStage::RevolvingInstallmentEligible)).unwrap();
         assert_eq!(bids[0].offer.reward, Reward::InstallmentMonths(12));
         assert_eq!(bids[0].offer.min_spend, Some(Money::new(300_000, "CNY")));
     }
@@ -91,7 +92,11 @@ mod tests {
     #[test]
     fn early_stages_and_no_affinity_get_nothing() {
         testing::clear_config();
-        assert!(VoltMart::bid(&gadget_fan(LifecycleStage::BoundNoSpend)).unwrap().is_empty());
+        assert!(
+            VoltMart::bid(&gadget_fan(LifecycleStage::BoundNoSpend))
+                .unwrap()
+                .is_empty()
+        );
         let no_interest = Features::new("checkout", Channel::Web)
             .with_lifecycle(LifecycleStage::Spending)
             .with_affinity("grocery", 0.9);
@@ -101,7 +106,8 @@ mod tests {
     #[test]
     fn config_sets_months() {
         testing::set_config([("installment_months", "24")]);
-        let bids = VoltMart::bid(&gadget_fan(LifecycleStage::RevolvingInstallmentEligible)).unwrap();
+        let bids =
+            VoltMart::bid(&gadget_fan(LifecycleStage::RevolvingInstallmentEligible)).unwrap();
         assert_eq!(bids[0].offer.reward, Reward::InstallmentMonths(24));
     }
 }

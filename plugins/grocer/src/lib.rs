@@ -96,14 +96,24 @@ mod tests {
         testing::clear_config();
         let sat = shopper(Tier::Mass).with_context(on(DayOfWeek::Saturday));
         let tue = shopper(Tier::Mass).with_context(on(DayOfWeek::Tuesday));
-        assert_eq!(FreshMart::bid(&sat).unwrap()[0].offer.reward, Reward::CashbackBps(500));
-        assert_eq!(FreshMart::bid(&tue).unwrap()[0].offer.reward, Reward::CashbackBps(300));
+        assert_eq!(
+            FreshMart::bid(&sat).unwrap()[0].offer.reward,
+            Reward::CashbackBps(500)
+        );
+        assert_eq!(
+            FreshMart::bid(&tue).unwrap()[0].offer.reward,
+            Reward::CashbackBps(300)
+        );
     }
 
     #[test]
     fn high_value_and_non_grocery_customers_get_nothing() {
         testing::clear_config();
-        assert!(FreshMart::bid(&shopper(Tier::HighValue)).unwrap().is_empty());
+        assert!(
+            FreshMart::bid(&shopper(Tier::HighValue))
+                .unwrap()
+                .is_empty()
+        );
         let diner = Features::new("checkout", Channel::MobileApp)
             .with_tier(Tier::Mass)
             .with_affinity("dining", 0.9);

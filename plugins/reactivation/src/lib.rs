@@ -68,7 +68,10 @@ impl OfferPlugin for ComeBack {
         .min_spend(Money::new(min_spend, currency))
         .valid_days(21);
         let relevance = 0.3 + 0.1 * lapse as f32;
-        Ok(vec![offer.bid(bid_minor * lapse / max_recency as u64 + 1, relevance.min(1.0))])
+        Ok(vec![offer.bid(
+            bid_minor * lapse / max_recency as u64 + 1,
+            relevance.min(1.0),
+        )])
     }
 }
 
@@ -119,15 +122,24 @@ mod tests {
     fn withheld_rfm_is_reported_not_guessed() {
         testing::clear_config();
         let no_rfm = Features::new("app-home", Channel::MobileApp).with_tier(Tier::AtRisk);
-        assert!(matches!(ComeBack::bid(&no_rfm), Err(PluginError::MissingFeature(_))));
+        assert!(matches!(
+            ComeBack::bid(&no_rfm),
+            Err(PluginError::MissingFeature(_))
+        ));
     }
 
     #[test]
     fn config_sets_bonus_and_validates_recency() {
         testing::set_config([("bonus_minor", "5000")]);
         let bid = &ComeBack::bid(&lapsed(1)).unwrap()[0];
-        assert_eq!(bid.offer.reward, Reward::FixedAmount(Money::new(5000, "CNY")));
+        assert_eq!(
+            bid.offer.reward,
+            Reward::FixedAmount(Money::new(5000, "CNY"))
+        );
         testing::set_config([("max_recency", "9")]);
-        assert!(matches!(ComeBack::bid(&lapsed(1)), Err(PluginError::BadConfig(_))));
+        assert!(matches!(
+            ComeBack::bid(&lapsed(1)),
+            Err(PluginError::BadConfig(_))
+        ));
     }
 }

@@ -1,6 +1,8 @@
 //! Reaches for everything a sandboxed plugin must not have: files, environment,
 //! arguments, sockets, the real clock and real randomness. It logs what it got, one
 //! `name: result` line each, so tests can check that nothing useful came back.
+use std::hash::BuildHasher;
+
 use offerhost_sdk::{Bid, Features, OfferPlugin, PluginError, PluginInfo, export_plugin, info};
 
 /// Tries to break out; reports what it saw.
@@ -12,9 +14,18 @@ impl OfferPlugin for Escapee {
     }
 
     fn bid(_: &Features) -> Result<Vec<Bid>, PluginError> {
-        info(&format!("file: {:?}", std::fs::read_to_string("/etc/passwd").map(|s| s.len())));
-        info(&format!("dir: {:?}", std::fs::read_dir(".").map(|d| d.count())));
-        info(&format!("write: {:?}", std::fs::write("/tmp/offerhost-escape", b"pwned")));
+        info(&format!(
+            "file: {:?}",
+            std::fs::read_to_string("/etc/passwd").map(|s| s.len())
+        ));
+        info(&format!(
+            "dir: {:?}",
+            std::fs::read_dir(".").map(|d| d.count())
+        ));
+        info(&format!(
+            "write: {:?}",
+            std::fs::write("/tmp/offerhost-escape", b"pwned")
+        ));
         info(&format!("env: {}", std::env::vars().count()));
         info(&format!("home: {:?}", std::env::var("HOME")));
         info(&format!("args: {}", std::env::args().count()));
@@ -32,12 +43,8 @@ impl OfferPlugin for Escapee {
         info(&format!("clock: {unix:?}"));
         let t0 = std::time::Instant::now();
         info(&format!("elapsed: {:?}", t0.elapsed().as_nanos()));
-        let mut seed = std::collections::hash_map::RandomState::new();
-        use std::hash::{BuildHasher, Hasher};
-        let mut h = std::hash::BuildHasher::build_hasher(&mut seed);
-        h.write_u8(1);
-        info(&format!("hash-seed: {}", h.finish()));
-        let _ = BuildHasher::hash_one(&seed, 1u8);
+        let seed = std::collections::hash_map::RandomState::new();
+        info(&format!("hash-seed: {}", seed.hash_one(1u8)));
         Ok(vec![])
     }
 }

@@ -32,10 +32,19 @@ impl OfferPlugin for Garbage {
                 Reward::FixedAmount(Money::new(1000, "yuan")),
             )
             .bid(50, 0.5),
-            offer("no-expiry", Reward::CashbackBps(200)).valid_days(0).bid(50, 0.5),
+            offer("no-expiry", Reward::CashbackBps(200))
+                .valid_days(0)
+                .bid(50, 0.5),
             Offer::new("empty-title", "", Reward::CashbackBps(200)).bid(50, 0.5),
-            Offer::new("control-title", "free\u{7}money\n", Reward::CashbackBps(200)).bid(50, 0.5),
-            offer("bad-category", Reward::CashbackBps(200)).category("Not A Category!").bid(50, 0.5),
+            Offer::new(
+                "control-title",
+                "free\u{7}money\n",
+                Reward::CashbackBps(200),
+            )
+            .bid(50, 0.5),
+            offer("bad-category", Reward::CashbackBps(200))
+                .category("Not A Category!")
+                .bid(50, 0.5),
             offer("good-offer", Reward::CashbackBps(300)).bid(60, 0.6),
         ])
     }

@@ -2,8 +2,7 @@
 //! `many-bids` (default; `count` bids, 1 000 by default), `huge-strings` (a title of
 //! `bytes` bytes, 4 MiB by default) or `log-flood` (`count` log lines of 1 KiB).
 use offerhost_sdk::{
-    Bid, Features, Offer, OfferPlugin, PluginError, PluginInfo, Reward, config_or,
-    export_plugin,
+    Bid, Features, Offer, OfferPlugin, PluginError, PluginInfo, Reward, config_or, export_plugin,
 };
 
 /// Returns far more than the host accepts.
@@ -29,7 +28,9 @@ impl OfferPlugin for Flood {
             "huge-strings" => {
                 let bytes: usize = config_or("bytes", 4 << 20)?;
                 let title = "x".repeat(bytes);
-                Ok(vec![Offer::new("huge", title, Reward::CashbackBps(100)).bid(10, 0.5)])
+                Ok(vec![
+                    Offer::new("huge", title, Reward::CashbackBps(100)).bid(10, 0.5),
+                ])
             }
             "log-flood" => {
                 let count: usize = config_or("count", 10_000)?;

@@ -19,8 +19,12 @@ impl OfferPlugin for Tracker {
     fn bid(_: &Features) -> Result<Vec<Bid>, PluginError> {
         let n = CALLS.fetch_add(1, Ordering::SeqCst) + 1;
         Ok(vec![
-            Offer::new(format!("call-{n}"), format!("call number {n}"), Reward::CashbackBps(100))
-                .bid(n, 0.5),
+            Offer::new(
+                format!("call-{n}"),
+                format!("call number {n}"),
+                Reward::CashbackBps(100),
+            )
+            .bid(n, 0.5),
         ])
     }
 }
