@@ -1,12 +1,14 @@
 //! The `offerhost` command line. `main.rs` only parses and calls [`run`].
 
 mod plugin_run;
+mod serve;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
 pub use plugin_run::PluginRunArgs;
+pub use serve::{DemoArgs, ServeArgs};
 
 /// offerhost: run partner-offer plugins in a sandbox and serve ranked offer slates.
 #[derive(Debug, Parser)]
@@ -23,6 +25,10 @@ pub enum Command {
     /// Work with plugin components.
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// Serve slates over HTTP from a configuration file.
+    Serve(ServeArgs),
+    /// Serve the example plugins on an embedded store and print requests to try.
+    Demo(DemoArgs),
 }
 
 /// `offerhost plugin ...`
@@ -36,7 +42,27 @@ pub enum PluginCommand {
 
 /// Runs a parsed command line and returns the process exit code.
 pub fn run(cli: Cli) -> ExitCode {
-    match cli.command {
-        Command::Plugin(PluginCommand::Run(args)) => plugin_run::run(args),
+    init_tracing();
+    let result = match cli.command {
+        Command::Plugin(PluginCommand::Run(args)) => return plugin_run::run(args),
+        Command::Serve(args) => serve::serve(args),
+        Command::Demo(args) => serve::demo(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
     }
+}
+
+/// Logs go to stderr; `RUST_LOG` sets the filter (default `info`).
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }

@@ -113,6 +113,18 @@ pub enum DropReason {
     BadRelevance,
     /// The same offer id appeared earlier in the same answer; the first is kept.
     DuplicateOffer,
+    /// Bid value below the placement's reserve price (`floor_minor`).
+    BelowFloor,
+    /// The placement excludes the offer's category.
+    ExcludedCategory,
+    /// The customer has reached a frequency cap that covers the offer.
+    Capped,
+    /// The cap counters could not be read, so capped offers are not shown (fail closed).
+    CapsUnavailable,
+    /// The partner already has `max_per_partner` offers in the slate.
+    PartnerLimit,
+    /// Every slot was taken by offers with higher expected value.
+    Outranked,
 }
 
 /// Most bytes of an offer id.

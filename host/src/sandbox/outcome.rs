@@ -39,6 +39,9 @@ pub enum Outcome {
         /// Why.
         message: String,
     },
+    /// The slate's deadline passed before the call finished; its bids were not waited for.
+    /// (Reported by the slate, not the sandbox.)
+    Late,
 }
 
 impl Outcome {
@@ -59,6 +62,7 @@ impl Outcome {
             Outcome::InvalidOutput { .. } => "invalid-output",
             Outcome::PluginError { .. } => "plugin-error",
             Outcome::InstantiationFailed { .. } => "instantiation-failed",
+            Outcome::Late => "late",
         }
     }
 }

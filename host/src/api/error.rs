@@ -1,0 +1,186 @@
+//! The one HTTP error type, and the JSON extractor that names the bad field.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::model::FieldError;
+use crate::slate::SlateError;
+
+/// An error answer: `{"error": {"code", "message", "field"?}}`. 4xx bodies say what and
+/// why; 5xx bodies say nothing internal (the detail goes to the log).
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    field: Option<String>,
+    message: String,
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    error: Inner<'a>,
+}
+
+#[derive(Serialize)]
+struct Inner<'a> {
+    code: &'a str,
+    message: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    field: Option<&'a str>,
+}
+
+impl ApiError {
+    /// A 4xx about one field.
+    pub fn field(status: StatusCode, code: &'static str, e: FieldError) -> Self {
+        ApiError {
+            status,
+            code,
+            message: e.to_string(),
+            field: Some(e.field),
+        }
+    }
+
+    /// A 4xx without a field.
+    pub fn client(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            field: None,
+            message: message.into(),
+        }
+    }
+
+    /// A 503: logs `detail`, says only that the service is unavailable.
+    pub fn unavailable(detail: impl std::fmt::Display) -> Self {
+        tracing::error!(%detail, "request failed: service unavailable");
+        ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: "unavailable",
+            field: None,
+            message: "the service is temporarily unavailable; retry later".into(),
+        }
+    }
+
+    /// A 500: logs `detail`, says nothing about it.
+    pub fn internal(detail: impl std::fmt::Display) -> Self {
+        tracing::error!(%detail, "request failed: internal error");
+        ApiError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            code: "internal",
+            field: None,
+            message: "internal error".into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = Body {
+            error: Inner {
+                code: self.code,
+                message: &self.message,
+                field: self.field.as_deref(),
+            },
+        };
+        (self.status, Json(body)).into_response()
+    }
+}
+
+impl From<SlateError> for ApiError {
+    fn from(e: SlateError) -> Self {
+        match e {
+            SlateError::Invalid(f) => ApiError::field(StatusCode::UNPROCESSABLE_ENTITY, "invalid-field", f),
+            SlateError::NotFound(f) => ApiError::field(StatusCode::NOT_FOUND, "not-found", f),
+            SlateError::Store(e) => ApiError::unavailable(e),
+        }
+    }
+}
+
+/// JSON body extractor whose rejections are [`ApiError`]s naming the field.
+pub struct ApiJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let is_json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/json"));
+        if !is_json {
+            return Err(ApiError::client(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported-media-type",
+                "send the body as JSON with `Content-Type: application/json`",
+            ));
+        }
+        let bytes = read_body(req, state).await?;
+        parse_json(&bytes).map(ApiJson)
+    }
+}
+
+/// Reads the body, turning a too-large body into a 413.
+pub async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
+    Bytes::from_request(req, state).await.map_err(|rejection| {
+        let status = rejection.status();
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::client(status, "body-too-large", "the request body is larger than this route accepts")
+        } else {
+            ApiError::client(status, "bad-body", rejection.body_text())
+        }
+    })
+}
+
+/// A JSON body that did not decode: which field (for data errors) and why.
+pub struct JsonError {
+    /// Dotted path of the offending field; `None` for syntax errors.
+    pub field: Option<String>,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// Decodes JSON, keeping the path of the field a data error is about.
+pub fn decode_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, JsonError> {
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if inner.is_data() {
+            JsonError {
+                field: Some(if path == "." { String::new() } else { path }),
+                message: strip_position(&inner.to_string()),
+            }
+        } else {
+            JsonError {
+                field: None,
+                message: format!("not valid JSON: {inner}"),
+            }
+        }
+    })
+}
+
+/// Parses a JSON body: 422 naming the field for data errors, 400 for syntax errors.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    decode_json(bytes).map_err(|e| match e.field {
+        Some(field) => ApiError::field(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-field",
+            FieldError::new(field, e.message),
+        ),
+        None => ApiError::client(StatusCode::BAD_REQUEST, "invalid-json", format!("the body is {}", e.message)),
+    })
+}
+
+/// serde_json appends " at line 1 column 40"; the field path says more.
+fn strip_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(i) => message[..i].to_string(),
+        None => message.to_string(),
+    }
+}

@@ -1,0 +1,17 @@
+//! `GET /healthz` (the process answers) and `GET /readyz` (it can serve slates).
+
+use axum::Json;
+use axum::extract::State;
+use serde_json::{Value, json};
+
+use super::{ApiError, AppState};
+
+pub(super) async fn healthz() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+pub(super) async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    state.store().ping().map_err(ApiError::unavailable)?;
+    let plugins = state.deployment.load().plugins.len();
+    Ok(Json(json!({"status": "ready", "plugins": plugins})))
+}

@@ -1,0 +1,100 @@
+//! `offerhost serve` and `offerhost demo`.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use clap::Args;
+
+use crate::config::Config;
+use crate::server;
+
+/// Arguments of `offerhost serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The TOML configuration file (see host/examples/offerhost.toml).
+    #[arg(long, short = 'c', value_name = "FILE", env = "OFFERHOST_CONFIG")]
+    pub config: PathBuf,
+    /// Address to listen on; overrides `listen` in the file.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+}
+
+/// Arguments of `offerhost demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Address to listen on.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    /// Directory for the demo's config, plugins and store. Default: a temporary
+    /// directory removed on exit.
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
+}
+
+pub(super) fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let config = Config::load(&args.config, std::env::vars())?;
+    let listen = args.listen.unwrap_or_else(|| config.listen.clone());
+    let state = server::build_default(config)?;
+    runtime()?.block_on(server::serve(state, &listen, |addr| {
+        println!("listening on {addr}");
+        let _ = std::io::stdout().flush();
+    }))
+}
+
+/// The demo's configuration, with plugin paths relative to the data directory.
+const DEMO_CONFIG: &str = include_str!("../../examples/offerhost.toml");
+/// Profiles loaded into the demo store, so requests can name only the subject.
+const DEMO_PROFILES: &str = include_str!("../../examples/profiles.ndjson");
+
+pub(super) fn demo(args: DemoArgs) -> anyhow::Result<()> {
+    let temp;
+    let dir: &Path = match &args.data {
+        Some(d) => d,
+        None => {
+            temp = tempfile::Builder::new().prefix("offerhost-demo-").tempdir()?;
+            temp.path()
+        }
+    };
+    let plugins = dir.join("plugins");
+    std::fs::create_dir_all(&plugins).with_context(|| format!("creating {}", plugins.display()))?;
+    for a in offerhost_plugin_artifacts::EXAMPLES {
+        let name = format!("{}.wasm", a.package.replace('-', "_"));
+        std::fs::write(plugins.join(&name), a.bytes)?;
+    }
+    let config_path = dir.join("offerhost.toml");
+    std::fs::write(&config_path, DEMO_CONFIG)?;
+    let config = Config::load(&config_path, std::env::vars())?;
+    let state = server::build_default(config)?;
+    let mut profiles = Vec::new();
+    for line in DEMO_PROFILES.lines().filter(|l| !l.trim().is_empty()) {
+        let v: serde_json::Value = serde_json::from_str(line)?;
+        let subject = v["subject"].as_str().context("demo profile subject")?;
+        let profile = serde_json::from_value(v["profile"].clone())?;
+        profiles.push((state.subject_key(subject), profile));
+    }
+    state.store().put_profiles(&profiles)?;
+
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let listen = args.listen.clone();
+    runtime()?.block_on(server::serve(state, &listen, |addr| {
+        let base = format!("http://{addr}");
+        let ex = examples.display();
+        println!("offerhost demo: {} example plugins deployed, store in {}", offerhost_plugin_artifacts::EXAMPLES.len(), dir.display());
+        println!("listening on {addr}\n");
+        println!("# a ranked slate for a high-value traveller (profile sent inline, with diagnostics):");
+        println!("curl -s {base}/v1/slates -H 'content-type: application/json' -d @{ex}/slates/traveller.json\n");
+        println!("# a slate for a stored profile, by subject only:");
+        println!("curl -s {base}/v1/slates -H 'content-type: application/json' -d @{ex}/slates/stored-subject.json\n");
+        println!("# report an impression (put a slate_id and offer from a slate above into the file first):");
+        println!("curl -s {base}/v1/events -H 'content-type: application/json' -d @{ex}/events/impression.json\n");
+        println!("# bulk-load profiles:");
+        println!("curl -s {base}/v1/admin/profiles --data-binary @{ex}/profiles.ndjson\n");
+        println!("Stop with Ctrl-C.");
+        let _ = std::io::stdout().flush();
+    }))
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+}

@@ -1,0 +1,65 @@
+//! Wiring: configuration in, a running service out.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+
+use crate::api::{AppState, app};
+use crate::clock::{Clock, SystemClock};
+use crate::config::Config;
+use crate::sandbox::{Sandbox, SandboxConfig};
+use crate::slate::SlateService;
+use crate::slate::deployment::Deployment;
+use crate::store::{SledStore, Store};
+
+/// Builds the service from `config` on `store` with `clock`: starts the sandbox and
+/// deploys every configured plugin (failing on the first that does not load).
+pub fn build(config: Config, store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> anyhow::Result<AppState> {
+    let sandbox = Arc::new(Sandbox::new(&SandboxConfig { engine: config.engine })?);
+    let deployment = Deployment::from_config(&config, &sandbox)?;
+    Ok(Arc::new(SlateService::new(config, sandbox, deployment, store, clock)))
+}
+
+/// Builds the service on the sled store the configuration names, with the system clock.
+pub fn build_default(config: Config) -> anyhow::Result<AppState> {
+    let store = SledStore::open(&config.store_path)
+        .with_context(|| format!("opening the store at {}", config.store_path.display()))?;
+    build(config, Arc::new(store), Arc::new(SystemClock))
+}
+
+/// Serves `state` on `listen` until SIGINT or SIGTERM, then flushes the store.
+/// Prints `listening on ADDR` once the socket is bound (ADDR is the real port when
+/// `listen` asks for port 0).
+pub async fn serve(state: AppState, listen: &str, on_ready: impl FnOnce(SocketAddr)) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, "listening");
+    on_ready(addr);
+    axum::serve(listener, app(state.clone()))
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    state.store().flush().context("flushing the store on shutdown")?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

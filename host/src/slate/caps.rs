@@ -1,0 +1,273 @@
+//! Frequency caps, ad-server style: several caps, each "at most N per window", at the
+//! scopes offer, partner, category and whole slate, counted per subject.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// What a cap counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CapScope {
+    /// Impressions of one offer (partner + offer id).
+    Offer,
+    /// Impressions of any offer of one partner.
+    Partner,
+    /// Impressions of any offer in one category.
+    Category,
+    /// Impressions of any partner offer at all.
+    Slate,
+}
+
+/// A cap window. Written `30m`, `12h`, `7d`, `2w` or `lifetime`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Window {
+    /// The last N minutes.
+    Minutes(u32),
+    /// The last N hours.
+    Hours(u32),
+    /// The last N days.
+    Days(u32),
+    /// The last N weeks.
+    Weeks(u32),
+    /// Ever.
+    Lifetime,
+}
+
+impl Window {
+    /// Length in seconds; `None` for lifetime.
+    pub fn seconds(self) -> Option<u64> {
+        match self {
+            Window::Minutes(n) => Some(n as u64 * 60),
+            Window::Hours(n) => Some(n as u64 * 3600),
+            Window::Days(n) => Some(n as u64 * 86_400),
+            Window::Weeks(n) => Some(n as u64 * 604_800),
+            Window::Lifetime => None,
+        }
+    }
+}
+
+impl fmt::Display for Window {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Window::Minutes(n) => write!(f, "{n}m"),
+            Window::Hours(n) => write!(f, "{n}h"),
+            Window::Days(n) => write!(f, "{n}d"),
+            Window::Weeks(n) => write!(f, "{n}w"),
+            Window::Lifetime => f.write_str("lifetime"),
+        }
+    }
+}
+
+impl std::str::FromStr for Window {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s == "lifetime" {
+            return Ok(Window::Lifetime);
+        }
+        let bad = || format!("window {s:?} must be N followed by m, h, d or w (30m, 12h, 7d, 2w), or `lifetime`");
+        let (digits, unit) = s.split_at(s.len().saturating_sub(1));
+        let n: u32 = digits.parse().map_err(|_| bad())?;
+        if n == 0 {
+            return Err(bad());
+        }
+        match unit {
+            "m" => Ok(Window::Minutes(n)),
+            "h" => Ok(Window::Hours(n)),
+            "d" => Ok(Window::Days(n)),
+            "w" => Ok(Window::Weeks(n)),
+            _ => Err(bad()),
+        }
+    }
+}
+
+impl Serialize for Window {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Window {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// One cap: at most `max` impressions per `window` at `scope`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FrequencyCap {
+    /// What is counted.
+    pub scope: CapScope,
+    /// Most impressions in the window, at least 1.
+    pub max: u32,
+    /// The window.
+    pub window: Window,
+}
+
+impl fmt::Display for FrequencyCap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let scope = match self.scope {
+            CapScope::Offer => "offer",
+            CapScope::Partner => "partner",
+            CapScope::Category => "category",
+            CapScope::Slate => "slate",
+        };
+        write!(f, "{scope} at most {} per {}", self.max, self.window)
+    }
+}
+
+/// The counter keys an offer touches, one per scope.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct OfferKeys {
+    /// Partner id.
+    pub partner: String,
+    /// Offer id.
+    pub offer_id: String,
+    /// Category id.
+    pub category: String,
+}
+
+impl OfferKeys {
+    /// The store key of `scope` for this offer.
+    pub fn key(&self, scope: CapScope) -> String {
+        match scope {
+            CapScope::Offer => format!("offer:{}/{}", self.partner, self.offer_id),
+            CapScope::Partner => format!("partner:{}", self.partner),
+            CapScope::Category => format!("category:{}", self.category),
+            CapScope::Slate => "slate".to_string(),
+        }
+    }
+
+    /// Every key, one per scope.
+    pub fn all_keys(&self) -> Vec<String> {
+        [CapScope::Offer, CapScope::Partner, CapScope::Category, CapScope::Slate]
+            .into_iter()
+            .map(|s| self.key(s))
+            .collect()
+    }
+}
+
+/// The impression history of one counter: a lifetime total and the recent timestamps
+/// (seconds), trimmed to what the configured caps can still need.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CapHistory {
+    /// Impressions ever.
+    pub lifetime: u64,
+    /// Recent impression times, ascending.
+    pub recent: Vec<u64>,
+}
+
+/// How much history the caps need: older or surplus timestamps are dropped on write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Longest finite window, seconds.
+    pub seconds: u64,
+    /// Largest `max` of any finite-window cap.
+    pub count: usize,
+}
+
+impl Retention {
+    /// What `caps` need.
+    pub fn for_caps(caps: &[FrequencyCap]) -> Retention {
+        let finite = caps.iter().filter_map(|c| c.window.seconds().map(|s| (s, c.max as usize)));
+        let (seconds, count) = finite.fold((0, 0), |(s, n), (cs, cn)| (s.max(cs), n.max(cn)));
+        Retention { seconds, count }
+    }
+}
+
+impl CapHistory {
+    /// Adds one impression at `now` and trims.
+    pub fn record(&mut self, now: u64, retention: Retention) {
+        self.lifetime += 1;
+        let at = self.recent.partition_point(|&t| t <= now);
+        self.recent.insert(at, now);
+        let cutoff = now.saturating_sub(retention.seconds);
+        self.recent.retain(|&t| t > cutoff);
+        if self.recent.len() > retention.count {
+            let surplus = self.recent.len() - retention.count;
+            self.recent.drain(..surplus);
+        }
+    }
+
+    /// Impressions within `window` ending at `now`.
+    pub fn count(&self, window: Window, now: u64) -> u64 {
+        match window.seconds() {
+            None => self.lifetime,
+            Some(s) => {
+                let cutoff = now.saturating_sub(s);
+                self.recent.iter().filter(|&&t| t > cutoff && t <= now).count() as u64
+            }
+        }
+    }
+}
+
+/// Decides cap by cap while a slate is filled, counting the offers already picked for
+/// this slate as if they were shown.
+pub struct CapCheck<'a> {
+    caps: &'a [FrequencyCap],
+    histories: HashMap<String, CapHistory>,
+    pending: HashMap<String, u64>,
+    now: u64,
+}
+
+impl<'a> CapCheck<'a> {
+    /// A check against `histories` (by key) at `now`.
+    pub fn new(caps: &'a [FrequencyCap], histories: HashMap<String, CapHistory>, now: u64) -> Self {
+        CapCheck {
+            caps,
+            histories,
+            pending: HashMap::new(),
+            now,
+        }
+    }
+
+    /// The first cap `offer` would break, if any.
+    pub fn blocking_cap(&self, offer: &OfferKeys) -> Option<&'a FrequencyCap> {
+        self.caps.iter().find(|cap| {
+            let key = offer.key(cap.scope);
+            let seen = self.histories.get(&key).map_or(0, |h| h.count(cap.window, self.now));
+            let pending = self.pending.get(&key).copied().unwrap_or(0);
+            seen + pending >= cap.max as u64
+        })
+    }
+
+    /// Counts `offer` as shown in this slate.
+    pub fn take(&mut self, offer: &OfferKeys) {
+        for key in offer.all_keys() {
+            *self.pending.entry(key).or_default() += 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_parse_and_print() {
+        for s in ["30m", "12h", "7d", "2w", "lifetime"] {
+            assert_eq!(s.parse::<Window>().unwrap().to_string(), s);
+        }
+        for bad in ["", "0d", "7", "d", "7y", "-1h", "forever"] {
+            assert!(bad.parse::<Window>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn history_counts_within_windows_and_trims() {
+        let retention = Retention { seconds: 3600, count: 3 };
+        let mut h = CapHistory::default();
+        for t in [100, 200, 300, 400, 5000] {
+            h.record(t, retention);
+        }
+        assert_eq!(h.lifetime, 5);
+        assert_eq!(h.recent, vec![5000], "older than an hour before 5000 are gone");
+        assert_eq!(h.count(Window::Lifetime, 5000), 5);
+        assert_eq!(h.count(Window::Minutes(1), 5000), 1);
+        assert_eq!(h.count(Window::Minutes(1), 5061), 0);
+    }
+}

@@ -1,0 +1,558 @@
+//! One slate from door to door: derive features, fan out to the plugins, screen the
+//! bids, apply policy and caps, rank.
+//!
+//! Ranking: every bid that survives validation and policy gets an expected value
+//!
+//! ```text
+//! score = value_minor × relevance × partner weight
+//! ```
+//!
+//! and offers are taken in descending score, ties broken by higher `value_minor`, then
+//! partner id, then offer id (so the same bids always give the same slate). An offer is
+//! skipped when its partner already has `max_per_partner` offers in the slate or when a
+//! frequency cap would be broken counting the offers already taken; taking stops when
+//! the slots are full.
+
+pub mod caps;
+pub mod deployment;
+pub mod profile;
+mod rank;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use serde::{Deserialize, Serialize};
+
+use crate::clock::Clock;
+use crate::config::{Config, PlacementConfig};
+use crate::model::{Bid, DropReason, FieldError, Offer, screen_bids};
+use crate::sandbox::{CallReport, LogLine, Outcome, Sandbox};
+use crate::store::{Recorded, ServedOffer, SlateRecord, Store, SubjectKey};
+use caps::{CapCheck, OfferKeys, Retention};
+use deployment::{DeployedPlugin, Deployment};
+use profile::Profile;
+
+/// `POST /v1/slates` body.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlateRequest {
+    /// Placement id.
+    pub placement: String,
+    /// Pseudonymous subject id: used inside the host for caps and bucketing only.
+    pub subject: String,
+    /// Offers wanted; default the placement's `slots`.
+    #[serde(default)]
+    pub slots: Option<u32>,
+    /// The customer's profile; when absent the stored profile is used.
+    #[serde(default)]
+    pub profile: Option<Profile>,
+    /// Include per-plugin diagnostics.
+    #[serde(default)]
+    pub debug: bool,
+}
+
+/// One offer in a slate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SlateOffer {
+    /// 1-based position.
+    pub rank: u32,
+    /// Partner id.
+    pub partner: String,
+    /// Plugin name.
+    pub plugin: String,
+    /// Plugin version.
+    pub plugin_version: String,
+    /// The offer.
+    pub offer: Offer,
+    /// Expected value used for ranking.
+    pub score: f64,
+    /// What the partner pays per impression, minor units.
+    pub value_minor: u64,
+}
+
+/// A dropped bid, for diagnostics.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DroppedBid {
+    /// Offer id.
+    pub offer_id: String,
+    /// Reason code.
+    pub reason: DropReason,
+    /// Detail.
+    pub detail: String,
+}
+
+/// What one plugin did for this slate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PluginDiagnostics {
+    /// Partner id.
+    pub partner: String,
+    /// Plugin name.
+    pub plugin: String,
+    /// Plugin version.
+    pub plugin_version: String,
+    /// How the call ended.
+    pub outcome: Outcome,
+    /// Wall time of the call as the slate saw it, microseconds.
+    pub latency_us: u64,
+    /// Fuel used.
+    pub fuel_used: u64,
+    /// Bids returned.
+    pub bids: u32,
+    /// Every bid not in the slate, with its reason.
+    pub dropped: Vec<DroppedBid>,
+    /// What the plugin logged.
+    pub logs: Vec<LogLine>,
+}
+
+/// The answer to a slate request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Slate {
+    /// Id for events.
+    pub slate_id: String,
+    /// Placement.
+    pub placement: String,
+    /// Offers in rank order.
+    pub offers: Vec<SlateOffer>,
+    /// Why partner offers were withheld entirely, if they were (`no-marketing-consent`,
+    /// `no-profile`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suppressed: Option<String>,
+    /// Degradations the app or ops should know about (for example `caps-unavailable`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+    /// Per-plugin diagnostics, when asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diagnostics: Option<Vec<PluginDiagnostics>>,
+}
+
+/// Kinds of event the app reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EventType {
+    /// The offer was shown.
+    Impression,
+    /// The customer opened it.
+    Click,
+    /// The customer took it up.
+    Conversion,
+}
+
+/// `POST /v1/events` body.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventRequest {
+    /// The app's unique id for this event: sending it again changes nothing.
+    pub event_id: String,
+    /// What happened.
+    #[serde(rename = "type")]
+    pub event_type: EventType,
+    /// The slate the offer was in.
+    pub slate_id: String,
+    /// The offer's partner.
+    pub partner: String,
+    /// The offer id.
+    pub offer_id: String,
+}
+
+/// The answer to an event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventAck {
+    /// `new` or `duplicate`.
+    pub recorded: Recorded,
+    /// Whether it counted toward frequency caps.
+    pub counted_for_caps: bool,
+}
+
+/// What can go wrong with a request (everything else is degraded, not failed).
+#[derive(Debug, thiserror::Error)]
+pub enum SlateError {
+    /// A request field is invalid.
+    #[error(transparent)]
+    Invalid(#[from] FieldError),
+    /// Something the request refers to does not exist.
+    #[error("{0}")]
+    NotFound(FieldError),
+    /// The store failed where no fallback is safe.
+    #[error("store unavailable: {0}")]
+    Store(#[from] crate::store::StoreError),
+}
+
+/// Everything a slate needs, shared by all requests.
+pub struct SlateService {
+    pub(crate) config: Config,
+    pub(crate) sandbox: Arc<Sandbox>,
+    pub(crate) deployment: ArcSwap<Deployment>,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) clock: Arc<dyn Clock>,
+    retention: Retention,
+    holidays: Vec<time::Date>,
+}
+
+impl SlateService {
+    /// A service over `deployment`.
+    pub fn new(
+        config: Config,
+        sandbox: Arc<Sandbox>,
+        deployment: Deployment,
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        let format = time::macros::format_description!("[year]-[month]-[day]");
+        let holidays = config
+            .holidays
+            .iter()
+            .filter_map(|d| time::Date::parse(d, format).ok())
+            .collect();
+        SlateService {
+            retention: Retention::for_caps(&config.caps),
+            config,
+            sandbox,
+            deployment: ArcSwap::from_pointee(deployment),
+            store,
+            clock,
+            holidays,
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Replaces the deployment; requests in flight keep the one they started with.
+    pub fn swap_deployment(&self, deployment: Deployment) {
+        self.deployment.store(Arc::new(deployment));
+    }
+
+    /// The subject's store key.
+    pub fn subject_key(&self, subject: &str) -> SubjectKey {
+        SubjectKey::new(&self.config.subject_salt, subject)
+    }
+
+    fn placement(&self, id: &str) -> Result<&PlacementConfig, SlateError> {
+        self.config.placement(id).ok_or_else(|| {
+            let known: Vec<&str> = self.config.placements.iter().map(|p| p.id.as_str()).collect();
+            SlateError::Invalid(FieldError::new(
+                "placement",
+                format!("unknown placement {id:?}; configured: {}", known.join(", ")),
+            ))
+        })
+    }
+
+    /// Validates a request without side effects.
+    pub fn validate(&self, req: &SlateRequest) -> Result<(), SlateError> {
+        let placement = self.placement(&req.placement)?;
+        let _ = placement;
+        if req.subject.is_empty() || req.subject.len() > 128 {
+            return Err(FieldError::new("subject", "must be 1..=128 bytes").into());
+        }
+        if let Some(slots) = req.slots
+            && (slots == 0 || slots > self.config.slate.max_slots)
+        {
+            return Err(FieldError::new(
+                "slots",
+                format!("{slots} is outside 1..={}", self.config.slate.max_slots),
+            )
+            .into());
+        }
+        if let Some(p) = &req.profile {
+            p.validate("profile.")?;
+        }
+        Ok(())
+    }
+
+    /// Builds a slate.
+    pub async fn slate(&self, req: SlateRequest) -> Result<Slate, SlateError> {
+        self.validate(&req)?;
+        let placement = self.placement(&req.placement)?.clone();
+        let subject = self.subject_key(&req.subject);
+        let now = self.clock.now();
+        let slate_id = new_slate_id(&subject, now.unix_timestamp_nanos());
+        let mut slate = Slate {
+            slate_id: slate_id.clone(),
+            placement: placement.id.clone(),
+            offers: Vec::new(),
+            suppressed: None,
+            warnings: Vec::new(),
+            diagnostics: req.debug.then(Vec::new),
+        };
+
+        let profile = match req.profile {
+            Some(p) => p,
+            None => match self.store.profile(&subject) {
+                Ok(Some(p)) => p,
+                Ok(None) => {
+                    slate.suppressed = Some("no-profile".into());
+                    return Ok(slate);
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "profile lookup failed");
+                    slate.suppressed = Some("profile-unavailable".into());
+                    return Ok(slate);
+                }
+            },
+        };
+        if !profile.marketing_consent {
+            slate.suppressed = Some("no-marketing-consent".into());
+            return Ok(slate);
+        }
+
+        let offset = time::UtcOffset::from_whole_seconds(self.config.utc_offset_minutes * 60)
+            .unwrap_or(time::UtcOffset::UTC);
+        let local = now.to_offset(offset);
+        let local = time::PrimitiveDateTime::new(local.date(), local.time());
+        let derived = profile::derive(&profile, &self.config.rfm, local, self.holidays.contains(&local.date()));
+
+        let deployment = self.deployment.load_full();
+        let eligible: Vec<Arc<DeployedPlugin>> = deployment
+            .plugins
+            .iter()
+            .filter(|p| p.serves(&placement.id))
+            .filter(|p| {
+                // Skip a plugin whose every category is excluded here.
+                p.info.categories.is_empty()
+                    || p.info.categories.iter().any(|c| !placement.excluded_categories.contains(c))
+            })
+            .cloned()
+            .collect();
+        let calls = eligible
+            .iter()
+            .map(|p| {
+                let f = profile::features_for(&derived, &p.partner, &p.allow, &p.segments, &placement.id, placement.channel);
+                (p.clone(), f)
+            })
+            .collect();
+        let reports = self.fan_out(calls).await;
+
+        let slots = req.slots.unwrap_or(placement.slots) as usize;
+        let mut runs = Vec::with_capacity(reports.len());
+        for (plugin, report, latency) in reports {
+            let (bids, rejected) = screen_bids(report.value.clone().unwrap_or_default());
+            runs.push(rank::PluginRun {
+                plugin,
+                outcome: report.outcome,
+                latency,
+                fuel_used: report.cost.fuel_used,
+                returned: report.value.as_ref().map_or(0, Vec::len) as u32,
+                bids,
+                dropped: rejected
+                    .into_iter()
+                    .map(|r| DroppedBid {
+                        offer_id: r.offer_id,
+                        reason: r.reason,
+                        detail: r.detail,
+                    })
+                    .collect(),
+                logs: report.logs,
+            });
+        }
+
+        // Cap histories of everything that might be shown, read once.
+        let mut keys: Vec<String> = Vec::new();
+        for run in &runs {
+            for bid in &run.bids {
+                for k in keys_of(&run.plugin.partner, bid).all_keys() {
+                    if !keys.contains(&k) {
+                        keys.push(k);
+                    }
+                }
+            }
+        }
+        let cap_check = if self.config.caps.is_empty() || keys.is_empty() {
+            Some(CapCheck::new(&self.config.caps, HashMap::new(), now.unix_timestamp() as u64))
+        } else {
+            match self.store.cap_histories(&subject, &keys) {
+                Ok(histories) => Some(CapCheck::new(
+                    &self.config.caps,
+                    keys.iter().cloned().zip(histories).collect(),
+                    now.unix_timestamp() as u64,
+                )),
+                Err(e) => {
+                    tracing::error!(error = %e, "cap store unreadable; failing closed");
+                    slate.warnings.push("caps-unavailable: capped offers are not shown".into());
+                    None
+                }
+            }
+        };
+
+        let picked = rank::rank(&mut runs, &placement, slots, cap_check);
+        for (i, (run_index, bid, score)) in picked.iter().enumerate() {
+            let p = &runs[*run_index].plugin;
+            slate.offers.push(SlateOffer {
+                rank: i as u32 + 1,
+                partner: p.partner.clone(),
+                plugin: p.info.name.clone(),
+                plugin_version: p.info.version.clone(),
+                offer: bid.offer.clone(),
+                score: *score,
+                value_minor: bid.value_minor,
+            });
+        }
+
+        let served_at = now.unix_timestamp() as u64;
+        let record = SlateRecord {
+            slate_id,
+            subject: subject.clone(),
+            placement: placement.id.clone(),
+            served_at,
+            expires_at: served_at + self.config.slate.retention_hours * 3600,
+            offers: slate
+                .offers
+                .iter()
+                .map(|o| ServedOffer {
+                    partner: o.partner.clone(),
+                    plugin: o.plugin.clone(),
+                    plugin_version: o.plugin_version.clone(),
+                    offer_id: o.offer.id.clone(),
+                    category: o.offer.category.clone(),
+                    value_minor: o.value_minor,
+                })
+                .collect(),
+        };
+        if !record.offers.is_empty() {
+            if let Err(e) = self.store.save_slate(&record) {
+                tracing::error!(error = %e, "could not save slate; events for it will be refused");
+                slate.warnings.push("slate-not-recorded: events for this slate will be refused".into());
+            } else if self.config.slate.count_on_serve {
+                for (i, o) in record.offers.iter().enumerate() {
+                    let keys = OfferKeys {
+                        partner: o.partner.clone(),
+                        offer_id: o.offer_id.clone(),
+                        category: o.category.clone(),
+                    };
+                    let event_id = format!("{}|serve|{i}", record.slate_id);
+                    if let Err(e) = self.store.record_event(&event_id, &subject, &keys.all_keys(), served_at, self.retention) {
+                        tracing::error!(error = %e, "could not count impression on serve");
+                        slate.warnings.push("impression-not-counted".into());
+                    }
+                }
+            }
+        }
+
+        if let Some(diag) = &mut slate.diagnostics {
+            for run in runs {
+                diag.push(PluginDiagnostics {
+                    partner: run.plugin.partner.clone(),
+                    plugin: run.plugin.info.name.clone(),
+                    plugin_version: run.plugin.info.version.clone(),
+                    outcome: run.outcome,
+                    latency_us: run.latency.as_micros() as u64,
+                    fuel_used: run.fuel_used,
+                    bids: run.returned,
+                    dropped: run.dropped,
+                    logs: run.logs,
+                });
+            }
+        }
+        Ok(slate)
+    }
+
+    /// Calls every plugin in parallel; returns what finished before the slate deadline
+    /// and a `late` report for the rest, in input order.
+    async fn fan_out(
+        &self,
+        calls: Vec<(Arc<DeployedPlugin>, crate::model::Features)>,
+    ) -> Vec<(Arc<DeployedPlugin>, CallReport<Vec<Bid>>, Duration)> {
+        let started = Instant::now();
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(self.config.slate.deadline_ms);
+        let mut set = tokio::task::JoinSet::new();
+        for (i, (plugin, features)) in calls.iter().enumerate() {
+            let sandbox = self.sandbox.clone();
+            let plugin = plugin.clone();
+            let features = features.clone();
+            set.spawn_blocking(move || {
+                let report = sandbox.bid(&plugin.plugin, &features, &plugin.config, &plugin.limits);
+                (i, report, started.elapsed())
+            });
+        }
+        let mut done: Vec<Option<(CallReport<Vec<Bid>>, Duration)>> = vec![None; calls.len()].into_iter().collect();
+        loop {
+            match tokio::time::timeout_at(deadline, set.join_next()).await {
+                Ok(Some(Ok((i, report, latency)))) => done[i] = Some((report, latency)),
+                Ok(Some(Err(e))) => tracing::error!(error = %e, "plugin call task failed"),
+                Ok(None) | Err(_) => break,
+            }
+        }
+        // Calls still running end at their own deadline; nobody waits for them.
+        set.detach_all();
+        calls
+            .into_iter()
+            .zip(done)
+            .map(|((plugin, _), result)| {
+                let (report, latency) = result.unwrap_or_else(|| {
+                    (
+                        CallReport {
+                            outcome: Outcome::Late,
+                            value: None,
+                            cost: Default::default(),
+                            logs: Vec::new(),
+                        },
+                        started.elapsed(),
+                    )
+                });
+                (plugin, report, latency)
+            })
+            .collect()
+    }
+
+    /// Records an app event, idempotently by `event_id` within its slate.
+    pub fn event(&self, ev: EventRequest) -> Result<EventAck, SlateError> {
+        if ev.event_id.is_empty() || ev.event_id.len() > 128 {
+            return Err(FieldError::new("event_id", "must be 1..=128 bytes").into());
+        }
+        let now = self.clock.unix();
+        let record = self.store.slate(&ev.slate_id, now)?.ok_or_else(|| {
+            SlateError::NotFound(FieldError::new(
+                "slate_id",
+                format!("no slate {:?} (unknown or older than the retention period)", ev.slate_id),
+            ))
+        })?;
+        let offer = record
+            .offers
+            .iter()
+            .find(|o| o.partner == ev.partner && o.offer_id == ev.offer_id)
+            .ok_or_else(|| {
+                SlateError::Invalid(FieldError::new(
+                    "offer_id",
+                    format!("slate {} has no offer {:?} from partner {:?}", ev.slate_id, ev.offer_id, ev.partner),
+                ))
+            })?;
+        let counts = ev.event_type == EventType::Impression && !self.config.slate.count_on_serve;
+        let keys = if counts {
+            OfferKeys {
+                partner: offer.partner.clone(),
+                offer_id: offer.offer_id.clone(),
+                category: offer.category.clone(),
+            }
+            .all_keys()
+        } else {
+            Vec::new()
+        };
+        let event_key = format!("{}|{}", record.slate_id, ev.event_id);
+        let recorded = self.store.record_event(&event_key, &record.subject, &keys, now, self.retention)?;
+        Ok(EventAck {
+            recorded,
+            counted_for_caps: counts && recorded == Recorded::New,
+        })
+    }
+}
+
+fn keys_of(partner: &str, bid: &Bid) -> OfferKeys {
+    OfferKeys {
+        partner: partner.to_string(),
+        offer_id: bid.offer.id.clone(),
+        category: bid.offer.category.clone(),
+    }
+}
+
+fn new_slate_id(subject: &SubjectKey, nanos: i128) -> String {
+    use std::hash::{BuildHasher, RandomState};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    static SEED: std::sync::OnceLock<RandomState> = std::sync::OnceLock::new();
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let h = SEED.get_or_init(RandomState::new).hash_one((&subject.0, nanos, n));
+    format!("sl_{h:016x}{n:x}")
+}

@@ -1,0 +1,102 @@
+//! Policy and ranking over the screened bids of every plugin.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::PlacementConfig;
+use crate::model::{Bid, DropReason};
+use crate::sandbox::{LogLine, Outcome};
+
+use super::caps::CapCheck;
+use super::deployment::DeployedPlugin;
+use super::{DroppedBid, keys_of};
+
+/// One plugin's part of a slate.
+pub(super) struct PluginRun {
+    pub(super) plugin: Arc<DeployedPlugin>,
+    pub(super) outcome: Outcome,
+    pub(super) latency: Duration,
+    pub(super) fuel_used: u64,
+    pub(super) returned: u32,
+    /// Bids that follow the contract.
+    pub(super) bids: Vec<Bid>,
+    /// Bids dropped, with reasons; ranking adds to it.
+    pub(super) dropped: Vec<DroppedBid>,
+    pub(super) logs: Vec<LogLine>,
+}
+
+fn drop_bid(run: &mut PluginRun, bid: &Bid, reason: DropReason, detail: String) {
+    run.dropped.push(DroppedBid {
+        offer_id: bid.offer.id.clone(),
+        reason,
+        detail,
+    });
+}
+
+/// Applies placement policy and caps and picks up to `slots` offers. Returns
+/// `(run index, bid, score)` in rank order. `caps` is `None` when the cap store could
+/// not be read: then every offer is dropped (all caps cover all offers), fail closed.
+pub(super) fn rank(
+    runs: &mut [PluginRun],
+    placement: &PlacementConfig,
+    slots: usize,
+    mut caps: Option<CapCheck<'_>>,
+) -> Vec<(usize, Bid, f64)> {
+    let mut candidates: Vec<(usize, Bid, f64)> = Vec::new();
+    for (i, run) in runs.iter_mut().enumerate() {
+        let bids = std::mem::take(&mut run.bids);
+        for bid in bids {
+            if placement.excluded_categories.contains(&bid.offer.category) {
+                let detail = format!("category {:?} is excluded from {}", bid.offer.category, placement.id);
+                drop_bid(run, &bid, DropReason::ExcludedCategory, detail);
+            } else if bid.value_minor < placement.floor_minor {
+                let detail = format!("bid {} is below the floor {}", bid.value_minor, placement.floor_minor);
+                drop_bid(run, &bid, DropReason::BelowFloor, detail);
+            } else {
+                // Relevance is an f32; round its f64 image so scores print as written.
+                let relevance = (bid.relevance as f64 * 1e6).round() / 1e6;
+                let score = bid.value_minor as f64 * relevance * run.plugin.weight;
+                candidates.push((i, bid, score));
+            }
+        }
+    }
+    candidates.sort_by(|(ia, a, sa), (ib, b, sb)| {
+        sb.total_cmp(sa)
+            .then_with(|| b.value_minor.cmp(&a.value_minor))
+            .then_with(|| runs[*ia].plugin.partner.cmp(&runs[*ib].plugin.partner))
+            .then_with(|| a.offer.id.cmp(&b.offer.id))
+    });
+
+    let mut picked: Vec<(usize, Bid, f64)> = Vec::new();
+    for (i, bid, score) in candidates {
+        let run = &mut runs[i];
+        let keys = keys_of(&run.plugin.partner, &bid);
+        let per_partner = picked.iter().filter(|(j, _, _)| runs_partner_eq(*j, i)).count();
+        let verdict = match &caps {
+            None => Some((DropReason::CapsUnavailable, "cap counters unreadable; failing closed".to_string())),
+            Some(check) => check
+                .blocking_cap(&keys)
+                .map(|cap| (DropReason::Capped, format!("cap reached: {cap}"))),
+        };
+        if let Some((reason, detail)) = verdict {
+            drop_bid(run, &bid, reason, detail);
+        } else if per_partner >= placement.max_per_partner as usize {
+            let detail = format!("partner already has {} offer(s) in this slate", placement.max_per_partner);
+            drop_bid(run, &bid, DropReason::PartnerLimit, detail);
+        } else if picked.len() >= slots {
+            drop_bid(run, &bid, DropReason::Outranked, format!("all {slots} slots taken by higher scores"));
+        } else {
+            if let Some(check) = &mut caps {
+                check.take(&keys);
+            }
+            picked.push((i, bid, score));
+        }
+    }
+    picked
+}
+
+/// Runs are one per plugin and one plugin per partner, so equal indexes mean the same
+/// partner.
+fn runs_partner_eq(a: usize, b: usize) -> bool {
+    a == b
+}

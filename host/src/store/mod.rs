@@ -1,0 +1,118 @@
+//! Persistence behind one trait: stored profiles, served slates, cap counters and event
+//! idempotency. [`SledStore`] is the embedded default.
+
+mod sled_store;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+pub use sled_store::SledStore;
+
+use crate::slate::caps::{CapHistory, Retention};
+use crate::slate::profile::Profile;
+
+/// Why the store failed. Callers treat any of these as "unavailable" and fail closed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The backend reported an error.
+    #[error("store backend: {0}")]
+    Backend(String),
+    /// Stored bytes could not be decoded.
+    #[error("corrupt record under {key}: {message}")]
+    Corrupt {
+        /// The key.
+        key: String,
+        /// The decoding error.
+        message: String,
+    },
+}
+
+/// A subject id after salted hashing: what the store and bucketing see. Raw subject ids
+/// are never stored.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct SubjectKey(pub String);
+
+impl SubjectKey {
+    /// Hashes `subject` with `salt`.
+    pub fn new(salt: &str, subject: &str) -> Self {
+        let mut h = Sha256::new();
+        h.update(salt.as_bytes());
+        h.update([0]);
+        h.update(subject.as_bytes());
+        let digest = h.finalize();
+        SubjectKey(digest[..16].iter().map(|b| format!("{b:02x}")).collect())
+    }
+}
+
+/// One offer as it was served, kept so events can refer to it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServedOffer {
+    /// Partner id.
+    pub partner: String,
+    /// Plugin name.
+    pub plugin: String,
+    /// Plugin version.
+    pub plugin_version: String,
+    /// Offer id.
+    pub offer_id: String,
+    /// Category.
+    pub category: String,
+    /// Bid value, minor units.
+    pub value_minor: u64,
+}
+
+/// A served slate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SlateRecord {
+    /// Slate id.
+    pub slate_id: String,
+    /// Whose slate (hashed).
+    pub subject: SubjectKey,
+    /// Placement.
+    pub placement: String,
+    /// When, unix seconds.
+    pub served_at: u64,
+    /// Until when events may refer to it, unix seconds.
+    pub expires_at: u64,
+    /// Offers in rank order.
+    pub offers: Vec<ServedOffer>,
+}
+
+/// What an event did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Recorded {
+    /// First time this event id was seen; counted.
+    New,
+    /// Seen before; nothing changed.
+    Duplicate,
+}
+
+/// The operations the service needs from storage. Every write that counts is atomic
+/// per event: either the event id and all its counter increments are stored, or none.
+pub trait Store: Send + Sync + 'static {
+    /// The stored profile of `subject`.
+    fn profile(&self, subject: &SubjectKey) -> Result<Option<Profile>, StoreError>;
+    /// Stores (replaces) profiles, all or none.
+    fn put_profiles(&self, profiles: &[(SubjectKey, Profile)]) -> Result<(), StoreError>;
+    /// Stores a served slate.
+    fn save_slate(&self, slate: &SlateRecord) -> Result<(), StoreError>;
+    /// A served slate by id (expired ones are `None`).
+    fn slate(&self, slate_id: &str, now: u64) -> Result<Option<SlateRecord>, StoreError>;
+    /// The cap histories of `subject` for `keys`, in the same order (empty if none).
+    fn cap_histories(&self, subject: &SubjectKey, keys: &[String]) -> Result<Vec<CapHistory>, StoreError>;
+    /// Records event `event_id` once. When it is new, also adds one impression at `now`
+    /// to each of `cap_keys` of `subject`.
+    fn record_event(
+        &self,
+        event_id: &str,
+        subject: &SubjectKey,
+        cap_keys: &[String],
+        now: u64,
+        retention: Retention,
+    ) -> Result<Recorded, StoreError>;
+    /// Makes everything written so far durable.
+    fn flush(&self) -> Result<(), StoreError>;
+    /// A cheap read that proves the store answers (for `/readyz`).
+    fn ping(&self) -> Result<(), StoreError>;
+}

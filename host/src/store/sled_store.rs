@@ -1,0 +1,146 @@
+//! The embedded sled backend.
+
+use std::path::Path;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use sled::Transactional;
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+
+use super::{Recorded, SlateRecord, Store, StoreError, SubjectKey};
+use crate::slate::caps::{CapHistory, Retention};
+use crate::slate::profile::Profile;
+
+/// Profiles, slates, cap counters and event ids in one sled database.
+pub struct SledStore {
+    db: sled::Db,
+    profiles: sled::Tree,
+    slates: sled::Tree,
+    caps: sled::Tree,
+    events: sled::Tree,
+}
+
+fn backend(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+        key: key.to_string(),
+        message: e.to_string(),
+    })
+}
+
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).expect("store records serialize")
+}
+
+fn cap_key(subject: &SubjectKey, key: &str) -> String {
+    format!("{}|{key}", subject.0)
+}
+
+impl SledStore {
+    /// Opens (or creates) the database in directory `path`.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let db = sled::Config::new()
+            .path(path)
+            .flush_every_ms(Some(200))
+            .open()
+            .map_err(|e| StoreError::Backend(format!("cannot open sled store at {}: {e}", path.display())))?;
+        let tree = |name: &str| db.open_tree(name).map_err(backend);
+        Ok(SledStore {
+            profiles: tree("profiles")?,
+            slates: tree("slates")?,
+            caps: tree("caps")?,
+            events: tree("events")?,
+            db,
+        })
+    }
+}
+
+impl Store for SledStore {
+    fn profile(&self, subject: &SubjectKey) -> Result<Option<Profile>, StoreError> {
+        match self.profiles.get(&subject.0).map_err(backend)? {
+            Some(bytes) => decode(&subject.0, &bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn put_profiles(&self, profiles: &[(SubjectKey, Profile)]) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        for (subject, profile) in profiles {
+            batch.insert(subject.0.as_bytes(), encode(profile));
+        }
+        self.profiles.apply_batch(batch).map_err(backend)
+    }
+
+    fn save_slate(&self, slate: &SlateRecord) -> Result<(), StoreError> {
+        self.slates
+            .insert(slate.slate_id.as_bytes(), encode(slate))
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    fn slate(&self, slate_id: &str, now: u64) -> Result<Option<SlateRecord>, StoreError> {
+        let Some(bytes) = self.slates.get(slate_id).map_err(backend)? else {
+            return Ok(None);
+        };
+        let record: SlateRecord = decode(slate_id, &bytes)?;
+        if record.expires_at <= now {
+            let _ = self.slates.remove(slate_id);
+            return Ok(None);
+        }
+        Ok(Some(record))
+    }
+
+    fn cap_histories(&self, subject: &SubjectKey, keys: &[String]) -> Result<Vec<CapHistory>, StoreError> {
+        keys.iter()
+            .map(|k| {
+                let key = cap_key(subject, k);
+                match self.caps.get(&key).map_err(backend)? {
+                    Some(bytes) => decode(&key, &bytes),
+                    None => Ok(CapHistory::default()),
+                }
+            })
+            .collect()
+    }
+
+    fn record_event(
+        &self,
+        event_id: &str,
+        subject: &SubjectKey,
+        cap_keys: &[String],
+        now: u64,
+        retention: Retention,
+    ) -> Result<Recorded, StoreError> {
+        let result = (&self.events, &self.caps).transaction(|(events, caps)| {
+            if events.get(event_id)?.is_some() {
+                return Ok(Recorded::Duplicate);
+            }
+            events.insert(event_id.as_bytes(), &now.to_be_bytes())?;
+            for k in cap_keys {
+                let key = cap_key(subject, k);
+                let mut history: CapHistory = match caps.get(&key)? {
+                    Some(bytes) => decode(&key, &bytes).map_err(ConflictableTransactionError::Abort)?,
+                    None => CapHistory::default(),
+                };
+                history.record(now, retention);
+                caps.insert(key.as_bytes(), encode(&history))?;
+            }
+            Ok(Recorded::New)
+        });
+        match result {
+            Ok(r) => Ok(r),
+            Err(TransactionError::Abort(e)) => Err(e),
+            Err(TransactionError::Storage(e)) => Err(backend(e)),
+        }
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush().map(|_| ()).map_err(backend)
+    }
+
+    fn ping(&self) -> Result<(), StoreError> {
+        self.db.get(b"__ping__").map(|_| ()).map_err(backend)
+    }
+}
