@@ -264,16 +264,19 @@ impl Config {
             path: PathBuf::new(),
             message,
         };
-        let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| parse_err(e.to_string()))?;
+        let mut table: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| parse_err(e.to_string()))?;
         for (name, value) in env {
             let Some(path) = name.strip_prefix("OFFERHOST__") else {
                 continue;
             };
             let keys: Vec<String> = path.split("__").map(|k| k.to_lowercase()).collect();
-            apply_override(&mut table, &keys, &value).map_err(|m| parse_err(format!("{name}: {m}")))?;
+            apply_override(&mut table, &keys, &value)
+                .map_err(|m| parse_err(format!("{name}: {m}")))?;
         }
-        let mut config: Config = Config::deserialize(toml::Value::Table(table))
-            .map_err(|e| parse_err(e.to_string()))?;
+        let mut config: Config =
+            Config::deserialize(toml::Value::Table(table)).map_err(|e| parse_err(e.to_string()))?;
         config.check().map_err(|message| ConfigError::Invalid {
             path: PathBuf::new(),
             message,
@@ -293,7 +296,10 @@ impl Config {
         let mut seen = std::collections::BTreeSet::new();
         for p in &self.placements {
             if !is_slug(&p.id, 32) {
-                return Err(format!("placement id {:?} must be kebab-case, 1..=32 bytes", p.id));
+                return Err(format!(
+                    "placement id {:?} must be kebab-case, 1..=32 bytes",
+                    p.id
+                ));
             }
             if !seen.insert(&p.id) {
                 return Err(format!("placement {:?} is defined twice", p.id));
@@ -308,17 +314,26 @@ impl Config {
         let mut seen = std::collections::BTreeSet::new();
         for p in &self.partners {
             if !is_slug(&p.id, 32) {
-                return Err(format!("partner id {:?} must be kebab-case, 1..=32 bytes", p.id));
+                return Err(format!(
+                    "partner id {:?} must be kebab-case, 1..=32 bytes",
+                    p.id
+                ));
             }
             if !seen.insert(&p.id) {
                 return Err(format!("partner {:?} is defined twice", p.id));
             }
             if !(p.weight.is_finite() && p.weight > 0.0) {
-                return Err(format!("partner {:?}: weight {} must be > 0", p.id, p.weight));
+                return Err(format!(
+                    "partner {:?}: weight {} must be > 0",
+                    p.id, p.weight
+                ));
             }
             for placement in &p.placements {
                 if !self.placements.iter().any(|pl| &pl.id == placement) {
-                    return Err(format!("partner {:?}: unknown placement {placement:?}", p.id));
+                    return Err(format!(
+                        "partner {:?}: unknown placement {placement:?}",
+                        p.id
+                    ));
                 }
             }
             if let Some(l) = &p.limits
@@ -332,7 +347,9 @@ impl Config {
         }
         for (i, cap) in self.caps.iter().enumerate() {
             if cap.max == 0 {
-                return Err(format!("cap[{i}]: max must be at least 1 (disable a partner instead)"));
+                return Err(format!(
+                    "cap[{i}]: max must be at least 1 (disable a partner instead)"
+                ));
             }
         }
         for (i, d) in self.holidays.iter().enumerate() {

@@ -15,10 +15,18 @@ use crate::store::{SledStore, Store};
 
 /// Builds the service from `config` on `store` with `clock`: starts the sandbox and
 /// deploys every configured plugin (failing on the first that does not load).
-pub fn build(config: Config, store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> anyhow::Result<AppState> {
-    let sandbox = Arc::new(Sandbox::new(&SandboxConfig { engine: config.engine })?);
+pub fn build(
+    config: Config,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<AppState> {
+    let sandbox = Arc::new(Sandbox::new(&SandboxConfig {
+        engine: config.engine,
+    })?);
     let deployment = Deployment::from_config(&config, &sandbox)?;
-    Ok(Arc::new(SlateService::new(config, sandbox, deployment, store, clock)))
+    Ok(Arc::new(SlateService::new(
+        config, sandbox, deployment, store, clock,
+    )))
 }
 
 /// Builds the service on the sled store the configuration names, with the system clock.
@@ -31,7 +39,11 @@ pub fn build_default(config: Config) -> anyhow::Result<AppState> {
 /// Serves `state` on `listen` until SIGINT or SIGTERM, then flushes the store.
 /// Prints `listening on ADDR` once the socket is bound (ADDR is the real port when
 /// `listen` asks for port 0).
-pub async fn serve(state: AppState, listen: &str, on_ready: impl FnOnce(SocketAddr)) -> anyhow::Result<()> {
+pub async fn serve(
+    state: AppState,
+    listen: &str,
+    on_ready: impl FnOnce(SocketAddr),
+) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
@@ -41,7 +53,10 @@ pub async fn serve(state: AppState, listen: &str, on_ready: impl FnOnce(SocketAd
     axum::serve(listener, app(state.clone()))
         .with_graceful_shutdown(shutdown_signal())
         .await?;
-    state.store().flush().context("flushing the store on shutdown")?;
+    state
+        .store()
+        .flush()
+        .context("flushing the store on shutdown")?;
     tracing::info!("stopped");
     Ok(())
 }
@@ -52,7 +67,8 @@ async fn shutdown_signal() {
     };
     #[cfg(unix)]
     let term = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
             s.recv().await;
         }
     };

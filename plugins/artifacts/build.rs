@@ -26,14 +26,13 @@ fn main() {
     let plugins_dir = manifest_dir.parent().unwrap().to_path_buf();
     let workspace = plugins_dir.parent().unwrap().to_path_buf();
 
-    println!("cargo:rerun-if-changed={}", workspace.join("wit").display());
-    println!("cargo:rerun-if-changed={}", workspace.join("sdk").display());
+    // Directories are scanned whole, so a new plugin crate triggers a rebuild too.
+    for dir in ["wit", "sdk", "plugins"] {
+        println!("cargo:rerun-if-changed={}", workspace.join(dir).display());
+    }
 
     let mut plugins = Vec::new();
     for (dir, example) in plugin_dirs(&plugins_dir) {
-        for file in ["Cargo.toml", "src"] {
-            println!("cargo:rerun-if-changed={}", dir.join(file).display());
-        }
         plugins.push(read_plugin(&dir, example));
     }
     plugins.sort_by(|a, b| a.package.cmp(&b.package));

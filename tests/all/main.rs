@@ -1,7 +1,12 @@
 //! Workspace-level integration tests, grouped by what a user does.
 
+mod app_fetches_slate;
+mod bad_requests;
+mod caps;
 mod hostile;
+mod hostile_slates;
 mod isolation;
 mod limits;
 mod loading;
 mod partner_runs_plugin;
+mod restart;

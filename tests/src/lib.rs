@@ -112,3 +112,207 @@ pub fn config(pairs: &[(&str, &str)]) -> Arc<PluginConfig> {
 pub fn limits() -> Limits {
     Limits::default()
 }
+
+// ---------------------------------------------------------------------------------------
+// The slate service, in process.
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt as _;
+use offerhost::api::{AppState, app};
+use offerhost::clock::ManualClock;
+use offerhost::config::Config;
+use offerhost::store::{SledStore, Store};
+use tower::ServiceExt as _;
+
+/// 2026-06-05T02:00:00Z: a Friday, 10:00 in the customers' UTC+8.
+pub const T0: i64 = 1_780_624_800;
+
+/// The four example partners on two placements, as TOML, plugin paths filled in.
+pub fn example_config() -> String {
+    format!(
+        r#"
+subject_salt = "test-salt"
+
+[slate]
+deadline_ms = 400
+
+[limits]
+deadline_ms = 100
+
+[[placement]]
+id = "app-home"
+slots = 3
+floor_minor = 20
+excluded_categories = ["gambling"]
+
+[[placement]]
+id = "checkout"
+slots = 2
+floor_minor = 100
+excluded_categories = ["travel"]
+
+[[partner]]
+id = "skyways"
+weight = 1.2
+allow = ["tier", "affinities", "cobrand_holder", "context", "segments"]
+segments = ["frequent-flyer"]
+plugin = "{airline}"
+
+[[partner]]
+id = "freshmart"
+allow = ["tier", "affinities", "context"]
+plugin = "{grocer}"
+
+[[partner]]
+id = "mall"
+weight = 0.9
+allow = ["tier", "rfm", "affinities"]
+placements = ["app-home"]
+plugin = "{reactivation}"
+
+[[partner]]
+id = "voltmart"
+allow = ["lifecycle", "affinities", "region"]
+plugin = "{electronics}"
+"#,
+        airline = artifacts::AIRLINE.path,
+        grocer = artifacts::GROCER.path,
+        reactivation = artifacts::REACTIVATION.path,
+        electronics = artifacts::ELECTRONICS.path,
+    )
+}
+
+/// A running service (in process) and the handles tests steer it with.
+pub struct Host {
+    /// The service.
+    pub state: AppState,
+    /// Its clock.
+    pub clock: ManualClock,
+    /// Its store directory.
+    pub store_dir: PathBuf,
+}
+
+/// Parses `toml` (paths absolute) into a config.
+pub fn parse_config(toml: &str) -> Config {
+    Config::parse(
+        toml,
+        Vec::<(String, String)>::new(),
+        std::path::Path::new("/"),
+    )
+    .unwrap_or_else(|e| panic!("test config: {e}"))
+}
+
+/// Starts the service from `toml` on a sled store in `store_dir`, clock at [`T0`].
+pub fn host_on(toml: &str, store_dir: &std::path::Path) -> Host {
+    let store = Arc::new(SledStore::open(store_dir).expect("sled opens"));
+    host_with_store(toml, store, store_dir)
+}
+
+/// Starts the service from `toml` on `store`.
+pub fn host_with_store(toml: &str, store: Arc<dyn Store>, store_dir: &std::path::Path) -> Host {
+    let clock = ManualClock::at(T0);
+    let state = offerhost::server::build(parse_config(toml), store, Arc::new(clock.clone()))
+        .unwrap_or_else(|e| panic!("service builds: {e:#}"));
+    Host {
+        state,
+        clock,
+        store_dir: store_dir.to_path_buf(),
+    }
+}
+
+impl Host {
+    /// Sends one request through the router; returns status and JSON body.
+    pub async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let mut req = Request::builder().method(method).uri(path);
+        let body = match body {
+            Some(v) => {
+                req = req.header("content-type", "application/json");
+                Body::from(v.to_string())
+            }
+            None => Body::empty(),
+        };
+        self.send(req.body(body).unwrap()).await
+    }
+
+    /// Sends a prepared request.
+    pub async fn send(&self, req: Request<Body>) -> (StatusCode, Value) {
+        let res = app(self.state.clone())
+            .oneshot(req)
+            .await
+            .expect("router answers");
+        let status = res.status();
+        let bytes = res.into_body().collect().await.unwrap().to_bytes();
+        let json = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+                panic!(
+                    "{status}: body is not JSON ({e}): {}",
+                    String::from_utf8_lossy(&bytes)
+                )
+            })
+        };
+        (status, json)
+    }
+
+    /// `POST /v1/slates`, expecting 200.
+    pub async fn slate(&self, body: Value) -> Value {
+        let (status, json) = self.call("POST", "/v1/slates", Some(body)).await;
+        assert_eq!(status, StatusCode::OK, "{json}");
+        json
+    }
+
+    /// `POST /v1/events` for an impression of `offer` (a slate offer object) in `slate`.
+    pub async fn impression(
+        &self,
+        slate: &Value,
+        offer: &Value,
+        event_id: &str,
+    ) -> (StatusCode, Value) {
+        self.call(
+            "POST",
+            "/v1/events",
+            Some(serde_json::json!({
+                "event_id": event_id,
+                "type": "impression",
+                "slate_id": slate["slate_id"],
+                "partner": offer["partner"],
+                "offer_id": offer["offer"]["id"],
+            })),
+        )
+        .await
+    }
+}
+
+/// `(partner, offer id)` of each offer in a slate, in rank order.
+pub fn offers_of(slate: &Value) -> Vec<(String, String)> {
+    slate["offers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            (
+                o["partner"].as_str().unwrap().to_string(),
+                o["offer"]["id"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// A profile that every example partner but the win-back bids on: high-value traveller
+/// who also buys electronics on installments and groceries.
+pub fn traveller_profile() -> Value {
+    serde_json::json!({
+        "days_since_last_purchase": 2,
+        "purchases_90d": 40,
+        "spend_90d_minor": 2500000,
+        "category_spend_share": {"travel": 0.45, "grocery": 0.3, "electronics": 0.25},
+        "tier": "high-value",
+        "lifecycle": "revolving-installment-eligible",
+        "region": "CN-SH-PD",
+        "cobrand_cards": ["skyways"],
+        "marketing_consent": true,
+        "segments": ["frequent-flyer", "young-professional"]
+    })
+}

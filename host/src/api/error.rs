@@ -94,7 +94,9 @@ impl IntoResponse for ApiError {
 impl From<SlateError> for ApiError {
     fn from(e: SlateError) -> Self {
         match e {
-            SlateError::Invalid(f) => ApiError::field(StatusCode::UNPROCESSABLE_ENTITY, "invalid-field", f),
+            SlateError::Invalid(f) => {
+                ApiError::field(StatusCode::UNPROCESSABLE_ENTITY, "invalid-field", f)
+            }
             SlateError::NotFound(f) => ApiError::field(StatusCode::NOT_FOUND, "not-found", f),
             SlateError::Store(e) => ApiError::unavailable(e),
         }
@@ -130,7 +132,11 @@ pub async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes,
     Bytes::from_request(req, state).await.map_err(|rejection| {
         let status = rejection.status();
         if status == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::client(status, "body-too-large", "the request body is larger than this route accepts")
+            ApiError::client(
+                status,
+                "body-too-large",
+                "the request body is larger than this route accepts",
+            )
         } else {
             ApiError::client(status, "bad-body", rejection.body_text())
         }
@@ -173,7 +179,11 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             "invalid-field",
             FieldError::new(field, e.message),
         ),
-        None => ApiError::client(StatusCode::BAD_REQUEST, "invalid-json", format!("the body is {}", e.message)),
+        None => ApiError::client(
+            StatusCode::BAD_REQUEST,
+            "invalid-json",
+            format!("the body is {}", e.message),
+        ),
     })
 }
 

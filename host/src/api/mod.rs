@@ -53,5 +53,9 @@ async fn timeout(State(limit): State<Duration>, req: Request, next: Next) -> Res
 }
 
 async fn not_found() -> ApiError {
-    ApiError::client(axum::http::StatusCode::NOT_FOUND, "no-route", "no such route")
+    ApiError::client(
+        axum::http::StatusCode::NOT_FOUND,
+        "no-route",
+        "no such route",
+    )
 }

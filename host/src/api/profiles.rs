@@ -21,10 +21,18 @@ struct Line {
     profile: Profile,
 }
 
-pub(super) async fn bulk_load(State(state): State<AppState>, req: Request) -> Result<Json<Value>, ApiError> {
+pub(super) async fn bulk_load(
+    State(state): State<AppState>,
+    req: Request,
+) -> Result<Json<Value>, ApiError> {
     let body = read_body(req, &()).await?;
-    let text = std::str::from_utf8(&body)
-        .map_err(|_| ApiError::client(StatusCode::BAD_REQUEST, "invalid-body", "the body is not UTF-8"))?;
+    let text = std::str::from_utf8(&body).map_err(|_| {
+        ApiError::client(
+            StatusCode::BAD_REQUEST,
+            "invalid-body",
+            "the body is not UTF-8",
+        )
+    })?;
     let mut batch = Vec::new();
     for (i, raw) in text.lines().enumerate() {
         if raw.trim().is_empty() {
@@ -36,7 +44,11 @@ pub(super) async fn bulk_load(State(state): State<AppState>, req: Request) -> Re
                 Some(f) if !f.is_empty() => format!("line {n}: {f}"),
                 _ => format!("line {n}"),
             };
-            ApiError::field(StatusCode::UNPROCESSABLE_ENTITY, "invalid-field", FieldError::new(field, e.message))
+            ApiError::field(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid-field",
+                FieldError::new(field, e.message),
+            )
         })?;
         if line.subject.is_empty() || line.subject.len() > 128 {
             return Err(ApiError::field(
@@ -55,7 +67,11 @@ pub(super) async fn bulk_load(State(state): State<AppState>, req: Request) -> Re
         batch.push((state.subject_key(&line.subject), line.profile));
     }
     if batch.is_empty() {
-        return Err(ApiError::client(StatusCode::UNPROCESSABLE_ENTITY, "empty", "no profiles in the body"));
+        return Err(ApiError::client(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "empty",
+            "no profiles in the body",
+        ));
     }
     let loaded = batch.len();
     let service = state.clone();

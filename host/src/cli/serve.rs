@@ -52,7 +52,9 @@ pub(super) fn demo(args: DemoArgs) -> anyhow::Result<()> {
     let dir: &Path = match &args.data {
         Some(d) => d,
         None => {
-            temp = tempfile::Builder::new().prefix("offerhost-demo-").tempdir()?;
+            temp = tempfile::Builder::new()
+                .prefix("offerhost-demo-")
+                .tempdir()?;
             temp.path()
         }
     };
@@ -96,5 +98,7 @@ pub(super) fn demo(args: DemoArgs) -> anyhow::Result<()> {
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
 }

@@ -67,7 +67,11 @@ impl std::str::FromStr for Window {
         if s == "lifetime" {
             return Ok(Window::Lifetime);
         }
-        let bad = || format!("window {s:?} must be N followed by m, h, d or w (30m, 12h, 7d, 2w), or `lifetime`");
+        let bad = || {
+            format!(
+                "window {s:?} must be N followed by m, h, d or w (30m, 12h, 7d, 2w), or `lifetime`"
+            )
+        };
         let (digits, unit) = s.split_at(s.len().saturating_sub(1));
         let n: u32 = digits.parse().map_err(|_| bad())?;
         if n == 0 {
@@ -144,10 +148,15 @@ impl OfferKeys {
 
     /// Every key, one per scope.
     pub fn all_keys(&self) -> Vec<String> {
-        [CapScope::Offer, CapScope::Partner, CapScope::Category, CapScope::Slate]
-            .into_iter()
-            .map(|s| self.key(s))
-            .collect()
+        [
+            CapScope::Offer,
+            CapScope::Partner,
+            CapScope::Category,
+            CapScope::Slate,
+        ]
+        .into_iter()
+        .map(|s| self.key(s))
+        .collect()
     }
 }
 
@@ -173,7 +182,9 @@ pub struct Retention {
 impl Retention {
     /// What `caps` need.
     pub fn for_caps(caps: &[FrequencyCap]) -> Retention {
-        let finite = caps.iter().filter_map(|c| c.window.seconds().map(|s| (s, c.max as usize)));
+        let finite = caps
+            .iter()
+            .filter_map(|c| c.window.seconds().map(|s| (s, c.max as usize)));
         let (seconds, count) = finite.fold((0, 0), |(s, n), (cs, cn)| (s.max(cs), n.max(cn)));
         Retention { seconds, count }
     }
@@ -199,7 +210,10 @@ impl CapHistory {
             None => self.lifetime,
             Some(s) => {
                 let cutoff = now.saturating_sub(s);
-                self.recent.iter().filter(|&&t| t > cutoff && t <= now).count() as u64
+                self.recent
+                    .iter()
+                    .filter(|&&t| t > cutoff && t <= now)
+                    .count() as u64
             }
         }
     }
@@ -229,7 +243,10 @@ impl<'a> CapCheck<'a> {
     pub fn blocking_cap(&self, offer: &OfferKeys) -> Option<&'a FrequencyCap> {
         self.caps.iter().find(|cap| {
             let key = offer.key(cap.scope);
-            let seen = self.histories.get(&key).map_or(0, |h| h.count(cap.window, self.now));
+            let seen = self
+                .histories
+                .get(&key)
+                .map_or(0, |h| h.count(cap.window, self.now));
             let pending = self.pending.get(&key).copied().unwrap_or(0);
             seen + pending >= cap.max as u64
         })
@@ -259,13 +276,20 @@ mod tests {
 
     #[test]
     fn history_counts_within_windows_and_trims() {
-        let retention = Retention { seconds: 3600, count: 3 };
+        let retention = Retention {
+            seconds: 3600,
+            count: 3,
+        };
         let mut h = CapHistory::default();
         for t in [100, 200, 300, 400, 5000] {
             h.record(t, retention);
         }
         assert_eq!(h.lifetime, 5);
-        assert_eq!(h.recent, vec![5000], "older than an hour before 5000 are gone");
+        assert_eq!(
+            h.recent,
+            vec![5000],
+            "older than an hour before 5000 are gone"
+        );
         assert_eq!(h.count(Window::Lifetime, 5000), 5);
         assert_eq!(h.count(Window::Minutes(1), 5000), 1);
         assert_eq!(h.count(Window::Minutes(1), 5061), 0);

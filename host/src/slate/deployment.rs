@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::config::{Config, PartnerConfig};
 use crate::model::PluginInfo;
-use crate::sandbox::{LoadError, Limits, Plugin, PluginConfig, Sandbox};
+use crate::sandbox::{Limits, LoadError, Plugin, PluginConfig, Sandbox};
 
 use super::profile::FeatureField;
 
@@ -93,7 +93,11 @@ impl Deployment {
     }
 }
 
-fn deploy(p: &PartnerConfig, config: &Config, sandbox: &Sandbox) -> Result<DeployedPlugin, DeployError> {
+fn deploy(
+    p: &PartnerConfig,
+    config: &Config,
+    sandbox: &Sandbox,
+) -> Result<DeployedPlugin, DeployError> {
     let bytes = std::fs::read(&p.plugin).map_err(|source| DeployError::Read {
         partner: p.id.clone(),
         path: p.plugin.clone(),

@@ -233,7 +233,12 @@ impl SlateService {
 
     fn placement(&self, id: &str) -> Result<&PlacementConfig, SlateError> {
         self.config.placement(id).ok_or_else(|| {
-            let known: Vec<&str> = self.config.placements.iter().map(|p| p.id.as_str()).collect();
+            let known: Vec<&str> = self
+                .config
+                .placements
+                .iter()
+                .map(|p| p.id.as_str())
+                .collect();
             SlateError::Invalid(FieldError::new(
                 "placement",
                 format!("unknown placement {id:?}; configured: {}", known.join(", ")),
@@ -303,7 +308,12 @@ impl SlateService {
             .unwrap_or(time::UtcOffset::UTC);
         let local = now.to_offset(offset);
         let local = time::PrimitiveDateTime::new(local.date(), local.time());
-        let derived = profile::derive(&profile, &self.config.rfm, local, self.holidays.contains(&local.date()));
+        let derived = profile::derive(
+            &profile,
+            &self.config.rfm,
+            local,
+            self.holidays.contains(&local.date()),
+        );
 
         let deployment = self.deployment.load_full();
         let eligible: Vec<Arc<DeployedPlugin>> = deployment
@@ -313,14 +323,24 @@ impl SlateService {
             .filter(|p| {
                 // Skip a plugin whose every category is excluded here.
                 p.info.categories.is_empty()
-                    || p.info.categories.iter().any(|c| !placement.excluded_categories.contains(c))
+                    || p.info
+                        .categories
+                        .iter()
+                        .any(|c| !placement.excluded_categories.contains(c))
             })
             .cloned()
             .collect();
         let calls = eligible
             .iter()
             .map(|p| {
-                let f = profile::features_for(&derived, &p.partner, &p.allow, &p.segments, &placement.id, placement.channel);
+                let f = profile::features_for(
+                    &derived,
+                    &p.partner,
+                    &p.allow,
+                    &p.segments,
+                    &placement.id,
+                    placement.channel,
+                );
                 (p.clone(), f)
             })
             .collect();
@@ -361,7 +381,11 @@ impl SlateService {
             }
         }
         let cap_check = if self.config.caps.is_empty() || keys.is_empty() {
-            Some(CapCheck::new(&self.config.caps, HashMap::new(), now.unix_timestamp() as u64))
+            Some(CapCheck::new(
+                &self.config.caps,
+                HashMap::new(),
+                now.unix_timestamp() as u64,
+            ))
         } else {
             match self.store.cap_histories(&subject, &keys) {
                 Ok(histories) => Some(CapCheck::new(
@@ -371,7 +395,9 @@ impl SlateService {
                 )),
                 Err(e) => {
                     tracing::error!(error = %e, "cap store unreadable; failing closed");
-                    slate.warnings.push("caps-unavailable: capped offers are not shown".into());
+                    slate
+                        .warnings
+                        .push("caps-unavailable: capped offers are not shown".into());
                     None
                 }
             }
@@ -414,7 +440,9 @@ impl SlateService {
         if !record.offers.is_empty() {
             if let Err(e) = self.store.save_slate(&record) {
                 tracing::error!(error = %e, "could not save slate; events for it will be refused");
-                slate.warnings.push("slate-not-recorded: events for this slate will be refused".into());
+                slate
+                    .warnings
+                    .push("slate-not-recorded: events for this slate will be refused".into());
             } else if self.config.slate.count_on_serve {
                 for (i, o) in record.offers.iter().enumerate() {
                     let keys = OfferKeys {
@@ -423,7 +451,13 @@ impl SlateService {
                         category: o.category.clone(),
                     };
                     let event_id = format!("{}|serve|{i}", record.slate_id);
-                    if let Err(e) = self.store.record_event(&event_id, &subject, &keys.all_keys(), served_at, self.retention) {
+                    if let Err(e) = self.store.record_event(
+                        &event_id,
+                        &subject,
+                        &keys.all_keys(),
+                        served_at,
+                        self.retention,
+                    ) {
                         tracing::error!(error = %e, "could not count impression on serve");
                         slate.warnings.push("impression-not-counted".into());
                     }
@@ -456,7 +490,8 @@ impl SlateService {
         calls: Vec<(Arc<DeployedPlugin>, crate::model::Features)>,
     ) -> Vec<(Arc<DeployedPlugin>, CallReport<Vec<Bid>>, Duration)> {
         let started = Instant::now();
-        let deadline = tokio::time::Instant::now() + Duration::from_millis(self.config.slate.deadline_ms);
+        let deadline =
+            tokio::time::Instant::now() + Duration::from_millis(self.config.slate.deadline_ms);
         let mut set = tokio::task::JoinSet::new();
         for (i, (plugin, features)) in calls.iter().enumerate() {
             let sandbox = self.sandbox.clone();
@@ -467,7 +502,8 @@ impl SlateService {
                 (i, report, started.elapsed())
             });
         }
-        let mut done: Vec<Option<(CallReport<Vec<Bid>>, Duration)>> = vec![None; calls.len()].into_iter().collect();
+        let mut done: Vec<Option<(CallReport<Vec<Bid>>, Duration)>> =
+            vec![None; calls.len()].into_iter().collect();
         loop {
             match tokio::time::timeout_at(deadline, set.join_next()).await {
                 Ok(Some(Ok((i, report, latency)))) => done[i] = Some((report, latency)),
@@ -506,7 +542,10 @@ impl SlateService {
         let record = self.store.slate(&ev.slate_id, now)?.ok_or_else(|| {
             SlateError::NotFound(FieldError::new(
                 "slate_id",
-                format!("no slate {:?} (unknown or older than the retention period)", ev.slate_id),
+                format!(
+                    "no slate {:?} (unknown or older than the retention period)",
+                    ev.slate_id
+                ),
             ))
         })?;
         let offer = record
@@ -516,7 +555,10 @@ impl SlateService {
             .ok_or_else(|| {
                 SlateError::Invalid(FieldError::new(
                     "offer_id",
-                    format!("slate {} has no offer {:?} from partner {:?}", ev.slate_id, ev.offer_id, ev.partner),
+                    format!(
+                        "slate {} has no offer {:?} from partner {:?}",
+                        ev.slate_id, ev.offer_id, ev.partner
+                    ),
                 ))
             })?;
         let counts = ev.event_type == EventType::Impression && !self.config.slate.count_on_serve;
@@ -531,7 +573,9 @@ impl SlateService {
             Vec::new()
         };
         let event_key = format!("{}|{}", record.slate_id, ev.event_id);
-        let recorded = self.store.record_event(&event_key, &record.subject, &keys, now, self.retention)?;
+        let recorded =
+            self.store
+                .record_event(&event_key, &record.subject, &keys, now, self.retention)?;
         Ok(EventAck {
             recorded,
             counted_for_caps: counts && recorded == Recorded::New,
@@ -553,6 +597,8 @@ fn new_slate_id(subject: &SubjectKey, nanos: i128) -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     static SEED: std::sync::OnceLock<RandomState> = std::sync::OnceLock::new();
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let h = SEED.get_or_init(RandomState::new).hash_one((&subject.0, nanos, n));
+    let h = SEED
+        .get_or_init(RandomState::new)
+        .hash_one((&subject.0, nanos, n));
     format!("sl_{h:016x}{n:x}")
 }

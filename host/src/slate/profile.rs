@@ -143,8 +143,16 @@ impl RfmCutPoints {
         let purchases = p.purchases_90d?;
         let spend = p.spend_90d_minor?;
         let recency = 5 - self.recency_days.iter().filter(|&&c| days > c).count() as u8;
-        let frequency = 1 + self.frequency_90d.iter().filter(|&&c| purchases >= c).count() as u8;
-        let monetary = 1 + self.monetary_90d_minor.iter().filter(|&&c| spend >= c).count() as u8;
+        let frequency = 1 + self
+            .frequency_90d
+            .iter()
+            .filter(|&&c| purchases >= c)
+            .count() as u8;
+        let monetary = 1 + self
+            .monetary_90d_minor
+            .iter()
+            .filter(|&&c| spend >= c)
+            .count() as u8;
         Some(Rfm {
             recency,
             frequency,
@@ -206,7 +214,11 @@ pub fn derive(
         })
         .filter(|a| a.weight > 0.0)
         .collect();
-    affinities.sort_by(|a, b| b.weight.total_cmp(&a.weight).then_with(|| a.category.cmp(&b.category)));
+    affinities.sort_by(|a, b| {
+        b.weight
+            .total_cmp(&a.weight)
+            .then_with(|| a.category.cmp(&b.category))
+    });
     affinities.truncate(MAX_AFFINITIES);
     Derived {
         tier: profile.tier,

@@ -47,10 +47,16 @@ pub(super) fn rank(
         let bids = std::mem::take(&mut run.bids);
         for bid in bids {
             if placement.excluded_categories.contains(&bid.offer.category) {
-                let detail = format!("category {:?} is excluded from {}", bid.offer.category, placement.id);
+                let detail = format!(
+                    "category {:?} is excluded from {}",
+                    bid.offer.category, placement.id
+                );
                 drop_bid(run, &bid, DropReason::ExcludedCategory, detail);
             } else if bid.value_minor < placement.floor_minor {
-                let detail = format!("bid {} is below the floor {}", bid.value_minor, placement.floor_minor);
+                let detail = format!(
+                    "bid {} is below the floor {}",
+                    bid.value_minor, placement.floor_minor
+                );
                 drop_bid(run, &bid, DropReason::BelowFloor, detail);
             } else {
                 // Relevance is an f32; round its f64 image so scores print as written.
@@ -71,9 +77,15 @@ pub(super) fn rank(
     for (i, bid, score) in candidates {
         let run = &mut runs[i];
         let keys = keys_of(&run.plugin.partner, &bid);
-        let per_partner = picked.iter().filter(|(j, _, _)| runs_partner_eq(*j, i)).count();
+        let per_partner = picked
+            .iter()
+            .filter(|(j, _, _)| runs_partner_eq(*j, i))
+            .count();
         let verdict = match &caps {
-            None => Some((DropReason::CapsUnavailable, "cap counters unreadable; failing closed".to_string())),
+            None => Some((
+                DropReason::CapsUnavailable,
+                "cap counters unreadable; failing closed".to_string(),
+            )),
             Some(check) => check
                 .blocking_cap(&keys)
                 .map(|cap| (DropReason::Capped, format!("cap reached: {cap}"))),
@@ -81,10 +93,18 @@ pub(super) fn rank(
         if let Some((reason, detail)) = verdict {
             drop_bid(run, &bid, reason, detail);
         } else if per_partner >= placement.max_per_partner as usize {
-            let detail = format!("partner already has {} offer(s) in this slate", placement.max_per_partner);
+            let detail = format!(
+                "partner already has {} offer(s) in this slate",
+                placement.max_per_partner
+            );
             drop_bid(run, &bid, DropReason::PartnerLimit, detail);
         } else if picked.len() >= slots {
-            drop_bid(run, &bid, DropReason::Outranked, format!("all {slots} slots taken by higher scores"));
+            drop_bid(
+                run,
+                &bid,
+                DropReason::Outranked,
+                format!("all {slots} slots taken by higher scores"),
+            );
         } else {
             if let Some(check) = &mut caps {
                 check.take(&keys);

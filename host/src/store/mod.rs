@@ -100,7 +100,11 @@ pub trait Store: Send + Sync + 'static {
     /// A served slate by id (expired ones are `None`).
     fn slate(&self, slate_id: &str, now: u64) -> Result<Option<SlateRecord>, StoreError>;
     /// The cap histories of `subject` for `keys`, in the same order (empty if none).
-    fn cap_histories(&self, subject: &SubjectKey, keys: &[String]) -> Result<Vec<CapHistory>, StoreError>;
+    fn cap_histories(
+        &self,
+        subject: &SubjectKey,
+        keys: &[String],
+    ) -> Result<Vec<CapHistory>, StoreError>;
     /// Records event `event_id` once. When it is new, also adds one impression at `now`
     /// to each of `cap_keys` of `subject`.
     fn record_event(

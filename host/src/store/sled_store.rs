@@ -46,7 +46,9 @@ impl SledStore {
             .path(path)
             .flush_every_ms(Some(200))
             .open()
-            .map_err(|e| StoreError::Backend(format!("cannot open sled store at {}: {e}", path.display())))?;
+            .map_err(|e| {
+                StoreError::Backend(format!("cannot open sled store at {}: {e}", path.display()))
+            })?;
         let tree = |name: &str| db.open_tree(name).map_err(backend);
         Ok(SledStore {
             profiles: tree("profiles")?,
@@ -93,7 +95,11 @@ impl Store for SledStore {
         Ok(Some(record))
     }
 
-    fn cap_histories(&self, subject: &SubjectKey, keys: &[String]) -> Result<Vec<CapHistory>, StoreError> {
+    fn cap_histories(
+        &self,
+        subject: &SubjectKey,
+        keys: &[String],
+    ) -> Result<Vec<CapHistory>, StoreError> {
         keys.iter()
             .map(|k| {
                 let key = cap_key(subject, k);
@@ -121,7 +127,9 @@ impl Store for SledStore {
             for k in cap_keys {
                 let key = cap_key(subject, k);
                 let mut history: CapHistory = match caps.get(&key)? {
-                    Some(bytes) => decode(&key, &bytes).map_err(ConflictableTransactionError::Abort)?,
+                    Some(bytes) => {
+                        decode(&key, &bytes).map_err(ConflictableTransactionError::Abort)?
+                    }
                     None => CapHistory::default(),
                 };
                 history.record(now, retention);

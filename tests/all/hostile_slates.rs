@@ -1,0 +1,125 @@
+//! Hostile plugins deployed beside the examples: slates still return on time with the
+//! good offers, each failure reported; a slow plugin does not hold up other requests.
+
+use std::time::{Duration, Instant};
+
+use offerhost_tests::{artifacts, example_config, host_on, offers_of, traveller_profile};
+use serde_json::json;
+
+fn partner(id: &str, artifact: artifacts::Artifact, extra: &str) -> String {
+    format!(
+        "\n[[partner]]\nid = \"{id}\"\nallow = [\"tier\"]\nplugin = \"{}\"\n{extra}\n",
+        artifact.path
+    )
+}
+
+#[tokio::test]
+async fn every_hostile_fixture_beside_the_examples() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = example_config()
+        + &partner("h-loop", artifacts::HOSTILE_LOOP, "")
+        + &partner("h-bomb", artifacts::HOSTILE_MEMORY_BOMB, "")
+        + &partner("h-recursion", artifacts::HOSTILE_RECURSION, "")
+        + &partner("h-panic", artifacts::HOSTILE_PANIC, "")
+        + &partner("h-many", artifacts::HOSTILE_OVERSIZED, "")
+        + &partner(
+            "h-huge",
+            artifacts::HOSTILE_OVERSIZED,
+            "[partner.config]\nmode = \"huge-strings\"",
+        )
+        + &partner(
+            "h-logs",
+            artifacts::HOSTILE_OVERSIZED,
+            "[partner.config]\nmode = \"log-flood\"",
+        )
+        + &partner("h-invalid", artifacts::HOSTILE_INVALID_BIDS, "")
+        + &partner("h-escape", artifacts::HOSTILE_ESCAPE, "")
+        + &partner(
+            "h-slow",
+            artifacts::HOSTILE_LOOP,
+            "[partner.limits]\nfuel = 100000000000\ndeadline_ms = 2000",
+        );
+    let host = host_on(&config, dir.path());
+    for _ in 0..3 {
+        let started = Instant::now();
+        let slate = host
+            .slate(json!({"placement": "app-home", "subject": "c1", "profile": traveller_profile(), "debug": true}))
+            .await;
+        let elapsed = started.elapsed();
+        // Slate deadline 400 ms; generous slack for a loaded CI machine.
+        assert!(elapsed < Duration::from_millis(1500), "{elapsed:?}");
+
+        let offers = offers_of(&slate);
+        assert_eq!(
+            offers[0],
+            ("skyways".to_string(), "skyways-holder-miles".to_string()),
+            "{slate}"
+        );
+        assert!(offers.contains(&("voltmart".to_string(), "voltmart-0pct-long".to_string())));
+        assert!(
+            offers.contains(&("h-invalid".to_string(), "good-offer".to_string())),
+            "its one valid bid competes"
+        );
+
+        let diag = slate["diagnostics"].as_array().unwrap();
+        let outcome = |p: &str| {
+            diag.iter().find(|d| d["partner"] == p).unwrap()["outcome"]["kind"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        };
+        assert_eq!(outcome("h-loop"), "fuel-exhausted");
+        assert_eq!(outcome("h-bomb"), "memory-limit");
+        assert_eq!(outcome("h-recursion"), "trap");
+        assert_eq!(outcome("h-panic"), "trap");
+        assert_eq!(outcome("h-many"), "invalid-output");
+        assert_eq!(outcome("h-huge"), "invalid-output");
+        assert_eq!(outcome("h-logs"), "log-limit");
+        assert_eq!(outcome("h-invalid"), "ok");
+        assert_eq!(outcome("h-escape"), "ok");
+        assert_eq!(outcome("h-slow"), "late");
+        for good in ["skyways", "freshmart", "mall", "voltmart"] {
+            assert_eq!(outcome(good), "ok");
+        }
+        let invalid = diag.iter().find(|d| d["partner"] == "h-invalid").unwrap();
+        assert_eq!(invalid["dropped"].as_array().unwrap().len(), 15);
+    }
+}
+
+#[tokio::test]
+async fn a_slow_plugin_delays_no_other_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = example_config().replace("deadline_ms = 400", "deadline_ms = 150")
+        + &partner(
+            "h-slow",
+            artifacts::HOSTILE_LOOP,
+            "[partner.limits]\nfuel = 100000000000\ndeadline_ms = 1000",
+        );
+    let host = std::sync::Arc::new(host_on(&config, dir.path()));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for i in 0..12 {
+        let host = host.clone();
+        tasks.push(tokio::spawn(async move {
+            let t = Instant::now();
+            let s = host
+                .slate(json!({"placement": "app-home", "subject": format!("c{i}"), "profile": traveller_profile()}))
+                .await;
+            (t.elapsed(), s)
+        }));
+    }
+    for t in tasks {
+        let (elapsed, slate) = t.await.unwrap();
+        assert!(
+            elapsed < Duration::from_millis(900),
+            "a request waited {elapsed:?}"
+        );
+        assert_eq!(slate["offers"][0]["partner"], "skyways");
+    }
+    // Twelve requests each stuck behind a 1 s plugin would take far longer if they queued.
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        started.elapsed()
+    );
+}
