@@ -10,3 +10,4 @@ mod limits;
 mod loading;
 mod partner_runs_plugin;
 mod restart;
+mod serve_and_demo;

@@ -316,3 +316,93 @@ pub fn traveller_profile() -> Value {
         "segments": ["frequent-flyer", "young-professional"]
     })
 }
+
+// ---------------------------------------------------------------------------------------
+// Real `offerhost` server processes.
+
+/// A running `offerhost serve` or `offerhost demo` process, killed on drop.
+pub struct ServerProcess {
+    child: std::process::Child,
+    /// `http://ADDR`.
+    pub base: String,
+    /// Everything the process printed on stdout up to readiness.
+    pub banner: String,
+}
+
+impl ServerProcess {
+    /// Starts `offerhost <args>` and waits for its `listening on ADDR` line.
+    pub fn start(args: &[&str]) -> ServerProcess {
+        use std::io::BufRead as _;
+        let mut child = offerhost()
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .expect("offerhost starts");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut banner = String::new();
+            let mut sent = false;
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                banner.push_str(&line);
+                banner.push('\n');
+                if !sent && line.starts_with("listening on ") {
+                    let addr = line.trim_start_matches("listening on ").to_string();
+                    let _ = tx.send((addr, banner.clone()));
+                    sent = true;
+                }
+                // Keep draining so the child never blocks on a full pipe; finish the
+                // banner for the demo, which prints its requests after the address.
+                if sent && line.starts_with("Stop with") {
+                    let _ = tx.send((String::new(), banner.clone()));
+                }
+            }
+        });
+        let (addr, mut banner) = rx
+            .recv_timeout(std::time::Duration::from_secs(120))
+            .expect("the server printed `listening on ADDR`");
+        if let Ok((_, full)) = rx.recv_timeout(std::time::Duration::from_millis(500)) {
+            banner = full;
+        }
+        ServerProcess {
+            child,
+            base: format!("http://{addr}"),
+            banner,
+        }
+    }
+
+    /// POSTs JSON; returns status and JSON body.
+    pub fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let mut res = agent
+            .post(&format!("{}{path}", self.base))
+            .header("content-type", "application/json")
+            .send(body.to_string())
+            .expect("request reaches the server");
+        let status = res.status().as_u16();
+        let text = res.body_mut().read_to_string().unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// Stops the process with SIGTERM (a graceful shutdown) and waits for it.
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let status = self.child.wait().unwrap();
+        std::mem::forget(self);
+        status
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

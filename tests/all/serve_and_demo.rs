@@ -1,0 +1,131 @@
+//! The real binary: `offerhost demo` from the README, and `offerhost serve` restarted on
+//! the same store.
+
+use offerhost_tests::{ServerProcess, artifacts, example_config, offers_of, traveller_profile};
+use serde_json::{Value, json};
+
+fn impression(slate: &Value, offer: &Value, id: &str) -> Value {
+    json!({"event_id": id, "type": "impression", "slate_id": slate["slate_id"], "partner": offer["partner"], "offer_id": offer["offer"]["id"]})
+}
+
+#[test]
+fn the_demo_serves_ranked_slates_and_caps_move_offers() {
+    let data = tempfile::tempdir().unwrap();
+    let demo = ServerProcess::start(&[
+        "demo",
+        "--listen",
+        "127.0.0.1:0",
+        "--data",
+        data.path().to_str().unwrap(),
+    ]);
+    assert!(demo.banner.contains("curl -s"), "{}", demo.banner);
+    assert!(
+        demo.banner.contains("slates/traveller.json"),
+        "{}",
+        demo.banner
+    );
+
+    // The shipped request, as the README pastes it.
+    let body: Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../host/examples/slates/traveller.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let (status, slate) = demo.post("/v1/slates", &body);
+    assert_eq!(status, 200, "{slate}");
+    let ranked = offers_of(&slate);
+    assert_eq!(ranked.len(), 2, "{slate}");
+    assert_eq!(ranked[0].0, "skyways");
+    assert_eq!(ranked[1].0, "voltmart");
+
+    // The demo caps an offer at 3 impressions a day.
+    for i in 0..3 {
+        let (_, s) = demo.post("/v1/slates", &body);
+        assert_eq!(s["offers"][0]["partner"], "skyways");
+        let (status, ack) = demo.post(
+            "/v1/events",
+            &impression(&s, &s["offers"][0], &format!("demo-{i}")),
+        );
+        assert_eq!(status, 200, "{ack}");
+    }
+    let (_, s) = demo.post("/v1/slates", &body);
+    assert_eq!(
+        offers_of(&s),
+        [("voltmart".to_string(), "voltmart-0pct-long".to_string())],
+        "the capped offer is gone, the other moved up"
+    );
+
+    // A stored demo profile, by subject only.
+    let stored: Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../host/examples/slates/stored-subject.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let (status, s) = demo.post("/v1/slates", &stored);
+    assert_eq!(status, 200);
+    assert_eq!(offers_of(&s).len(), 2, "{s}");
+}
+
+#[test]
+fn serve_keeps_counters_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("offerhost.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "store_path = \"store\"\n{}[[cap]]\nscope = \"offer\"\nmax = 1\nwindow = \"1d\"\n",
+            example_config()
+        ),
+    )
+    .unwrap();
+    let args = [
+        "serve",
+        "--config",
+        config.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+    ];
+    let req = json!({"placement": "app-home", "subject": "restart-subject", "profile": traveller_profile()});
+
+    let server = ServerProcess::start(&args);
+    let (_, slate) = server.post("/v1/slates", &req);
+    assert_eq!(slate["offers"][0]["partner"], "skyways");
+    let (status, _) = server.post("/v1/events", &impression(&slate, &slate["offers"][0], "r1"));
+    assert_eq!(status, 200);
+    assert!(server.stop().success(), "graceful shutdown");
+
+    let server = ServerProcess::start(&args);
+    let (_, slate) = server.post("/v1/slates", &req);
+    assert_eq!(
+        slate["offers"][0]["partner"], "voltmart",
+        "still capped after restart: {slate}"
+    );
+    drop(server);
+
+    // A config naming a plugin that is not a component does not start, and says why.
+    std::fs::write(
+        dir.path().join("bad.toml"),
+        example_config().replace(artifacts::GROCER.path, "/etc/hostname"),
+    )
+    .unwrap();
+    let out = offerhost_tests::offerhost()
+        .args([
+            "serve",
+            "--config",
+            dir.path().join("bad.toml").to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("partner freshmart") && stderr.contains("not a WebAssembly file"),
+        "{stderr}"
+    );
+}
