@@ -11,7 +11,7 @@ wasmtime::component::bindgen!({
     },
 });
 
-pub(crate) use offerhost::plugin::types as wit;
+pub(crate) use self::offerhost::plugin::types as wit;
 
 /// The interface name a plugin must export, with the version the host supports.
 pub const BIDDER_EXPORT: &str = "offerhost:plugin/bidder@0.1.0";
