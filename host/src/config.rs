@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::model::{Channel, is_slug};
+use crate::registry::{QuarantinePolicy, UploadLimits};
 use crate::sandbox::{EngineLimits, Limits, PluginConfig};
 use crate::slate::caps::FrequencyCap;
 use crate::slate::profile::{FeatureField, RfmCutPoints};
@@ -84,6 +85,12 @@ pub struct Config {
     /// RFM bucket cut points.
     #[serde(default)]
     pub rfm: RfmCutPoints,
+    /// Upload rules for the plugin registry.
+    #[serde(default)]
+    pub registry: UploadLimits,
+    /// Automatic quarantine of failing plugins.
+    #[serde(default)]
+    pub quarantine: QuarantinePolicy,
     /// Where slates are shown.
     #[serde(default, rename = "placement")]
     pub placements: Vec<PlacementConfig>,

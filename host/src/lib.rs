@@ -14,6 +14,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod model;
+pub mod registry;
 pub mod sandbox;
 pub mod server;
 pub mod slate;

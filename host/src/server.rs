@@ -8,13 +8,14 @@ use anyhow::Context as _;
 use crate::api::{AppState, app};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
+use crate::registry::{Actor, Registry, Role};
 use crate::sandbox::{Sandbox, SandboxConfig};
 use crate::slate::SlateService;
-use crate::slate::deployment::Deployment;
 use crate::store::{SledStore, Store};
 
-/// Builds the service from `config` on `store` with `clock`: starts the sandbox and
-/// deploys every configured plugin (failing on the first that does not load).
+/// Builds the service from `config` on `store` with `clock`: starts the sandbox, opens
+/// the registry and seeds it from the configuration's partners. It calls plugins, so
+/// call it outside an async runtime (or on a blocking thread).
 pub fn build(
     config: Config,
     store: Arc<dyn Store>,
@@ -23,10 +24,16 @@ pub fn build(
     let sandbox = Arc::new(Sandbox::new(&SandboxConfig {
         engine: config.engine,
     })?);
-    let deployment = Deployment::from_config(&config, &sandbox)?;
-    Ok(Arc::new(SlateService::new(
-        config, sandbox, deployment, store, clock,
-    )))
+    let registry = Arc::new(Registry::open(
+        store.clone(),
+        sandbox,
+        clock.clone(),
+        config.limits,
+        config.registry,
+        config.quarantine,
+    )?);
+    registry.bootstrap(&config)?;
+    Ok(Arc::new(SlateService::new(config, registry, store, clock)))
 }
 
 /// Builds the service on the sled store the configuration names, with the system clock.
@@ -34,6 +41,25 @@ pub fn build_default(config: Config) -> anyhow::Result<AppState> {
     let store = SledStore::open(&config.store_path)
         .with_context(|| format!("opening the store at {}", config.store_path.display()))?;
     build(config, Arc::new(store), Arc::new(SystemClock))
+}
+
+/// Makes sure ops can get in: when the registry has no token yet, registers `token`
+/// (or a fresh one) as the ops token `bootstrap-ops`. Returns the token when one was
+/// created here.
+pub fn ensure_ops_token(state: &AppState, token: Option<&str>) -> anyhow::Result<Option<String>> {
+    let registry = state.registry();
+    if !registry.doc().1.tokens.is_empty() {
+        return Ok(None);
+    }
+    let actor = Actor::system("bootstrap");
+    let secret = match token {
+        Some(t) => {
+            registry.add_token(&actor, "bootstrap-ops", Role::Ops, None, t)?;
+            t.to_string()
+        }
+        None => registry.create_token(&actor, "bootstrap-ops", Role::Ops, None)?,
+    };
+    Ok(Some(secret))
 }
 
 /// Serves `state` on `listen` until SIGINT or SIGTERM, then flushes the store.

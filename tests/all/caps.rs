@@ -241,6 +241,27 @@ impl Store for FlakyStore {
         }
         self.inner.record_event(e, s, k, now, r)
     }
+    fn registry(&self) -> Result<(u64, Option<Vec<u8>>), StoreError> {
+        self.inner.registry()
+    }
+    fn commit_registry(
+        &self,
+        rev: u64,
+        doc: &[u8],
+        audit: &[u8],
+        blobs: &[(String, Vec<u8>)],
+    ) -> Result<bool, StoreError> {
+        self.inner.commit_registry(rev, doc, audit, blobs)
+    }
+    fn blob(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.blob(key)
+    }
+    fn put_blob(&self, key: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        self.inner.put_blob(key, bytes)
+    }
+    fn audit(&self, after: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        self.inner.audit(after, limit)
+    }
     fn flush(&self) -> Result<(), StoreError> {
         self.inner.flush()
     }

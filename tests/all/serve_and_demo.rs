@@ -11,13 +11,20 @@ fn impression(slate: &Value, offer: &Value, id: &str) -> Value {
 #[test]
 fn the_demo_serves_ranked_slates_and_caps_move_offers() {
     let data = tempfile::tempdir().unwrap();
-    let demo = ServerProcess::start(&[
+    let mut demo = ServerProcess::start(&[
         "demo",
         "--listen",
         "127.0.0.1:0",
         "--data",
         data.path().to_str().unwrap(),
     ]);
+    // The demo prints its tokens; the app token is what a banking app would use.
+    demo.token = demo
+        .banner
+        .lines()
+        .find_map(|l| l.trim_start_matches('#').trim().strip_prefix("demo-app"))
+        .map(|t| t.trim().to_string())
+        .expect("the demo prints an app token");
     assert!(demo.banner.contains("curl -s"), "{}", demo.banner);
     assert!(
         demo.banner.contains("slates/traveller.json"),

@@ -125,6 +125,9 @@ use offerhost::config::Config;
 use offerhost::store::{SledStore, Store};
 use tower::ServiceExt as _;
 
+/// The ops token every test service and server accepts.
+pub const OPS_TOKEN: &str = "test-ops-token-0123456789";
+
 /// 2026-06-05T02:00:00Z: a Friday, 10:00 in the customers' UTC+8.
 pub const T0: i64 = 1_780_624_800;
 
@@ -212,8 +215,17 @@ pub fn host_on(toml: &str, store_dir: &std::path::Path) -> Host {
 /// Starts the service from `toml` on `store`.
 pub fn host_with_store(toml: &str, store: Arc<dyn Store>, store_dir: &std::path::Path) -> Host {
     let clock = ManualClock::at(T0);
-    let state = offerhost::server::build(parse_config(toml), store, Arc::new(clock.clone()))
-        .unwrap_or_else(|e| panic!("service builds: {e:#}"));
+    let config = parse_config(toml);
+    let service_clock = Arc::new(clock.clone());
+    // Building deploys (and smoke-calls) plugins, which must not run on an async
+    // runtime's thread: tests call this from inside one.
+    let state = std::thread::scope(|s| {
+        s.spawn(|| offerhost::server::build(config, store, service_clock))
+            .join()
+            .expect("build thread")
+    })
+    .unwrap_or_else(|e| panic!("service builds: {e:#}"));
+    offerhost::server::ensure_ops_token(&state, Some(OPS_TOKEN)).expect("ops token");
     Host {
         state,
         clock,
@@ -222,9 +234,23 @@ pub fn host_with_store(toml: &str, store: Arc<dyn Store>, store_dir: &std::path:
 }
 
 impl Host {
-    /// Sends one request through the router; returns status and JSON body.
+    /// Sends one request through the router as ops; returns status and JSON body.
     pub async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        self.call_as(Some(OPS_TOKEN), method, path, body).await
+    }
+
+    /// Sends one request with `token` (or none).
+    pub async fn call_as(
+        &self,
+        token: Option<&str>,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
         let mut req = Request::builder().method(method).uri(path);
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
         let body = match body {
             Some(v) => {
                 req = req.header("content-type", "application/json");
@@ -235,8 +261,14 @@ impl Host {
         self.send(req.body(body).unwrap()).await
     }
 
-    /// Sends a prepared request.
-    pub async fn send(&self, req: Request<Body>) -> (StatusCode, Value) {
+    /// Sends a prepared request, adding the ops token unless it has one.
+    pub async fn send(&self, mut req: Request<Body>) -> (StatusCode, Value) {
+        if !req.headers().contains_key("authorization") {
+            req.headers_mut().insert(
+                "authorization",
+                format!("Bearer {OPS_TOKEN}").parse().unwrap(),
+            );
+        }
         let res = app(self.state.clone())
             .oneshot(req)
             .await
@@ -327,6 +359,8 @@ pub struct ServerProcess {
     pub base: String,
     /// Everything the process printed on stdout up to readiness.
     pub banner: String,
+    /// Token `post` sends.
+    pub token: String,
 }
 
 impl ServerProcess {
@@ -335,6 +369,7 @@ impl ServerProcess {
         use std::io::BufRead as _;
         let mut child = offerhost()
             .args(args)
+            .env("OFFERHOST_BOOTSTRAP_TOKEN", OPS_TOKEN)
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::inherit())
             .spawn()
@@ -370,6 +405,7 @@ impl ServerProcess {
             child,
             base: format!("http://{addr}"),
             banner,
+            token: OPS_TOKEN.to_string(),
         }
     }
 
@@ -381,6 +417,7 @@ impl ServerProcess {
             .into();
         let mut res = agent
             .post(&format!("{}{path}", self.base))
+            .header("authorization", &format!("Bearer {}", self.token))
             .header("content-type", "application/json")
             .send(body.to_string())
             .expect("request reaches the server");

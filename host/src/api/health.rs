@@ -12,6 +12,6 @@ pub(super) async fn healthz() -> Json<Value> {
 
 pub(super) async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     state.store().ping().map_err(ApiError::unavailable)?;
-    let plugins = state.deployment.load().plugins.len();
+    let plugins = state.registry().deployment().plugins.len();
     Ok(Json(json!({"status": "ready", "plugins": plugins})))
 }

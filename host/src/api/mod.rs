@@ -1,5 +1,7 @@
 //! The HTTP API. [`app`] builds the router, so tests drive it without a socket.
 
+mod admin;
+mod auth;
 mod error;
 mod events;
 mod health;
@@ -15,6 +17,8 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
+pub use admin::SIGNATURE_HEADER;
+pub use auth::Caller;
 pub use error::{ApiError, ApiJson};
 
 use crate::slate::SlateService;
@@ -29,11 +33,48 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/slates", post(slates::create))
         .route("/v1/events", post(events::create))
         .layer(DefaultBodyLimit::max(http.max_body_bytes));
-    let admin = Router::new()
+    let bulk = Router::new()
         .route("/v1/admin/profiles", post(profiles::bulk_load))
         .layer(DefaultBodyLimit::max(http.max_bulk_bytes));
+    let uploads = Router::new()
+        .route("/v1/admin/partners/{partner}/plugins", post(admin::upload))
+        .layer(DefaultBodyLimit::max(
+            state.config.registry.max_component_bytes as usize + 1,
+        ));
+    let admin = Router::new()
+        .route("/v1/admin/registry", get(admin::registry))
+        .route(
+            "/v1/admin/partners",
+            post(admin::put_partner).get(admin::list_partners),
+        )
+        .route("/v1/admin/plugins", get(admin::list_plugins))
+        .route(
+            "/v1/admin/plugins/{partner}/{plugin}",
+            get(admin::show_plugin),
+        )
+        .route(
+            "/v1/admin/plugins/{partner}/{plugin}/rollout",
+            post(admin::rollout),
+        )
+        .route(
+            "/v1/admin/plugins/{partner}/{plugin}/health",
+            get(admin::health),
+        )
+        .route(
+            "/v1/admin/plugins/{partner}/{plugin}/test",
+            post(admin::test),
+        )
+        .route("/v1/admin/tokens", post(admin::create_token))
+        .route(
+            "/v1/admin/tokens/{name}",
+            axum::routing::delete(admin::revoke_token),
+        )
+        .route("/v1/admin/audit", get(admin::audit))
+        .layer(DefaultBodyLimit::max(http.max_body_bytes));
     Router::new()
         .merge(api)
+        .merge(bulk)
+        .merge(uploads)
         .merge(admin)
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))

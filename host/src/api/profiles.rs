@@ -10,8 +10,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::error::{decode_json, read_body};
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, Caller};
 use crate::model::FieldError;
+use crate::registry::Role;
 use crate::slate::profile::Profile;
 
 #[derive(Deserialize)]
@@ -23,8 +24,10 @@ struct Line {
 
 pub(super) async fn bulk_load(
     State(state): State<AppState>,
+    caller: Caller,
     req: Request,
 ) -> Result<Json<Value>, ApiError> {
+    caller.require(&[Role::Ops])?;
     let body = read_body(req, &()).await?;
     let text = std::str::from_utf8(&body).map_err(|_| {
         ApiError::client(

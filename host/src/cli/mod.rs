@@ -1,5 +1,6 @@
 //! The `offerhost` command line. `main.rs` only parses and calls [`run`].
 
+mod admin;
 mod plugin_run;
 mod serve;
 
@@ -17,6 +18,9 @@ pub struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+    /// For the admin commands.
+    #[command(flatten)]
+    pub connection: admin::Connection,
 }
 
 /// Top-level commands.
@@ -29,6 +33,30 @@ pub enum Command {
     Serve(ServeArgs),
     /// Serve the example plugins on an embedded store and print requests to try.
     Demo(DemoArgs),
+    /// Admin: partners (add, list).
+    #[command(subcommand)]
+    Partners(admin::PartnersCommand),
+    /// Admin: partners' upload-signing keys.
+    #[command(subcommand)]
+    Keys(admin::KeysCommand),
+    /// Admin: plugin versions and rollout (PLUGIN is partner/plugin-name).
+    #[command(subcommand)]
+    Plugins(admin::PluginsCommand),
+    /// Admin: per-plugin configuration values.
+    #[command(subcommand)]
+    Config(admin::ConfigCommand),
+    /// Admin: API tokens.
+    #[command(subcommand)]
+    Tokens(admin::TokensCommand),
+    /// Admin: stored customer profiles.
+    #[command(subcommand)]
+    Profiles(admin::ProfilesCommand),
+    /// Admin: the audit log of every registry change.
+    Audit {
+        /// Show entries after this sequence number.
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+    },
 }
 
 /// `offerhost plugin ...`
@@ -47,6 +75,13 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Plugin(PluginCommand::Run(args)) => return plugin_run::run(args),
         Command::Serve(args) => serve::serve(args),
         Command::Demo(args) => serve::demo(args),
+        Command::Partners(cmd) => admin::partners(&cli.connection, cmd),
+        Command::Keys(cmd) => admin::keys(&cli.connection, cmd),
+        Command::Plugins(cmd) => admin::plugins(&cli.connection, cmd),
+        Command::Config(cmd) => admin::config(&cli.connection, cmd),
+        Command::Tokens(cmd) => admin::tokens(&cli.connection, cmd),
+        Command::Profiles(cmd) => admin::profiles(&cli.connection, cmd),
+        Command::Audit { after } => admin::audit(&cli.connection, after),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

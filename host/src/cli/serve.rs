@@ -7,6 +7,7 @@ use anyhow::Context as _;
 use clap::Args;
 
 use crate::config::Config;
+use crate::registry::{Actor, Role};
 use crate::server;
 
 /// Arguments of `offerhost serve`.
@@ -35,7 +36,20 @@ pub struct DemoArgs {
 pub(super) fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = Config::load(&args.config, std::env::vars())?;
     let listen = args.listen.unwrap_or_else(|| config.listen.clone());
+    let token_file = config.store_path.join("bootstrap-ops-token");
     let state = server::build_default(config)?;
+    let preset = std::env::var("OFFERHOST_BOOTSTRAP_TOKEN").ok();
+    if let Some(token) = server::ensure_ops_token(&state, preset.as_deref())?
+        && preset.is_none()
+    {
+        {
+            write_secret(&token_file, &token)?;
+            eprintln!(
+                "no tokens yet: created the ops token `bootstrap-ops`, saved in {} (readable only by you)",
+                token_file.display()
+            );
+        }
+    }
     runtime()?.block_on(server::serve(state, &listen, |addr| {
         println!("listening on {addr}");
         let _ = std::io::stdout().flush();
@@ -76,6 +90,19 @@ pub(super) fn demo(args: DemoArgs) -> anyhow::Result<()> {
         profiles.push((state.subject_key(subject), profile));
     }
     state.store().put_profiles(&profiles)?;
+    let registry = state.registry();
+    let actor = Actor::system("demo");
+    let mut tokens = Vec::new();
+    for (name, role, partner) in [
+        ("demo-ops", Role::Ops, None),
+        ("demo-app", Role::App, None),
+        ("demo-skyways", Role::Partner, Some("skyways")),
+    ] {
+        if registry.doc().1.tokens.values().any(|t| t.name == name) {
+            registry.revoke_token(&actor, name)?;
+        }
+        tokens.push((name, registry.create_token(&actor, name, role, partner)?));
+    }
 
     let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
     let listen = args.listen.clone();
@@ -84,17 +111,39 @@ pub(super) fn demo(args: DemoArgs) -> anyhow::Result<()> {
         let ex = examples.display();
         println!("offerhost demo: {} example plugins deployed, store in {}", offerhost_plugin_artifacts::EXAMPLES.len(), dir.display());
         println!("listening on {addr}\n");
+        println!("# tokens (Authorization: Bearer ...):");
+        for (name, token) in &tokens {
+            println!("#   {name:<14} {token}");
+        }
+        println!("export APP={}  OPS={}", tokens[1].1, tokens[0].1);
+        println!("export OFFERHOST_SERVER={base} OFFERHOST_TOKEN=$OPS   # for the admin commands\n");
         println!("# a ranked slate for a high-value traveller (profile sent inline, with diagnostics):");
-        println!("curl -s {base}/v1/slates -H 'content-type: application/json' -d @{ex}/slates/traveller.json\n");
+        println!("curl -s {base}/v1/slates -H \"authorization: Bearer $APP\" -H 'content-type: application/json' -d @{ex}/slates/traveller.json\n");
         println!("# a slate for a stored profile, by subject only:");
-        println!("curl -s {base}/v1/slates -H 'content-type: application/json' -d @{ex}/slates/stored-subject.json\n");
+        println!("curl -s {base}/v1/slates -H \"authorization: Bearer $APP\" -H 'content-type: application/json' -d @{ex}/slates/stored-subject.json\n");
         println!("# report an impression (put a slate_id and offer from a slate above into the file first):");
-        println!("curl -s {base}/v1/events -H 'content-type: application/json' -d @{ex}/events/impression.json\n");
+        println!("curl -s {base}/v1/events -H \"authorization: Bearer $APP\" -H 'content-type: application/json' -d @{ex}/events/impression.json\n");
         println!("# bulk-load profiles:");
-        println!("curl -s {base}/v1/admin/profiles --data-binary @{ex}/profiles.ndjson\n");
+        println!("curl -s {base}/v1/admin/profiles -H \"authorization: Bearer $OPS\" --data-binary @{ex}/profiles.ndjson\n");
+        println!("# ops: list plugins, read the audit log:");
+        println!("offerhost plugins list");
+        println!("offerhost audit\n");
         println!("Stop with Ctrl-C.");
         let _ = std::io::stdout().flush();
     }))
+}
+
+fn write_secret(path: &Path, secret: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut f = options
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    writeln!(f, "{secret}")?;
+    Ok(())
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

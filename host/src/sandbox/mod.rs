@@ -139,6 +139,11 @@ impl Sandbox {
         })
     }
 
+    /// The engine-wide maxima.
+    pub fn engine_limits(&self) -> EngineLimits {
+        self.engine_limits
+    }
+
     /// The wasmtime engine.
     pub fn engine(&self) -> &Engine {
         &self.engine
@@ -154,6 +159,36 @@ impl Sandbox {
             return Err(LoadError::NotAComponent);
         }
         let component = Component::from_binary(&self.engine, bytes)
+            .map_err(|e| LoadError::Compile(format!("{e:#}")))?;
+        self.prepare(component)
+    }
+
+    /// Compiles `bytes` (already accepted by [`Sandbox::load`]) to this engine's native
+    /// artifact, for [`Sandbox::load_precompiled`].
+    pub fn precompile(&self, bytes: &[u8]) -> Result<Vec<u8>, LoadError> {
+        self.engine
+            .precompile_component(bytes)
+            .map_err(|e| LoadError::Compile(format!("{e:#}")))
+    }
+
+    /// A key that changes whenever this engine could not load another engine's
+    /// precompiled artifacts (wasmtime version, target, settings).
+    pub fn compatibility_key(&self) -> String {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::hash::DefaultHasher::new();
+        self.engine.precompile_compatibility_hash().hash(&mut h);
+        format!("{:016x}", h.finish())
+    }
+
+    /// Loads an artifact made by [`Sandbox::precompile`] on a compatible engine.
+    ///
+    /// The bytes must come from this host's own store (keyed by digest and
+    /// [`Sandbox::compatibility_key`]): deserializing native code is trusted input.
+    pub fn load_precompiled(&self, artifact: &[u8]) -> Result<Plugin, LoadError> {
+        // SAFETY: artifacts are produced by `precompile` on an engine with the same
+        // compatibility key and read back from the host's own store, never from a plugin
+        // author; wasmtime additionally checks the header for compatibility.
+        let component = unsafe { Component::deserialize(&self.engine, artifact) }
             .map_err(|e| LoadError::Compile(format!("{e:#}")))?;
         self.prepare(component)
     }

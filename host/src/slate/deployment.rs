@@ -1,16 +1,33 @@
-//! The set of partner plugins that slates call: an immutable snapshot, swapped whole.
+//! The set of partner plugins that slates call: an immutable snapshot built from the
+//! registry and swapped whole.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::config::{Config, PartnerConfig};
+use sha2::{Digest, Sha256};
+
 use crate::model::PluginInfo;
-use crate::sandbox::{Limits, LoadError, Plugin, PluginConfig, Sandbox};
+use crate::sandbox::{Limits, Plugin, PluginConfig};
+use crate::store::SubjectKey;
 
 use super::profile::FeatureField;
 
-/// One partner's plugin, ready to call.
+/// One version of a plugin, compiled.
+#[derive(Clone)]
+pub struct Variant {
+    /// The compiled plugin.
+    pub plugin: Plugin,
+    /// What `describe` returned at upload.
+    pub info: PluginInfo,
+    /// Its semver version.
+    pub version: String,
+    /// Component digest.
+    pub digest: String,
+}
+
+/// One partner plugin, ready to call.
 pub struct DeployedPlugin {
+    /// `partner/plugin`.
+    pub key: String,
     /// Partner id.
     pub partner: String,
     /// Ranking weight.
@@ -21,20 +38,45 @@ pub struct DeployedPlugin {
     pub segments: Vec<String>,
     /// Placements it bids in; empty = all.
     pub placements: Vec<String>,
-    /// The compiled plugin.
-    pub plugin: Plugin,
-    /// What `describe` returned at load.
-    pub info: PluginInfo,
+    /// The active version.
+    pub active: Variant,
+    /// A canary version and its share in basis points.
+    pub canary: Option<(Variant, u32)>,
+    /// A shadow version.
+    pub shadow: Option<Variant>,
     /// Its configuration.
     pub config: Arc<PluginConfig>,
     /// Its per-call limits.
     pub limits: Limits,
 }
 
+/// Buckets per plugin for canary assignment.
+pub const BUCKETS: u32 = 10_000;
+
 impl DeployedPlugin {
     /// Whether it bids in `placement`.
     pub fn serves(&self, placement: &str) -> bool {
         self.placements.is_empty() || self.placements.iter().any(|p| p == placement)
+    }
+
+    /// The subject's sticky bucket `0..10_000` for this plugin. The subject key is
+    /// already a salted hash; mixing in the plugin key decorrelates canaries of
+    /// different plugins.
+    pub fn bucket(&self, subject: &SubjectKey) -> u32 {
+        let digest = Sha256::new()
+            .chain_update(subject.0.as_bytes())
+            .chain_update(b"/")
+            .chain_update(self.key.as_bytes())
+            .finalize();
+        u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]) % BUCKETS
+    }
+
+    /// The version this subject gets.
+    pub fn variant_for(&self, subject: &SubjectKey) -> &Variant {
+        match &self.canary {
+            Some((canary, bps)) if self.bucket(subject) < *bps => canary,
+            _ => &self.active,
+        }
     }
 }
 
@@ -42,88 +84,6 @@ impl DeployedPlugin {
 /// a change never disturbs a request in flight.
 #[derive(Default)]
 pub struct Deployment {
-    /// Plugins, in partner-id order.
+    /// Plugins, in key order.
     pub plugins: Vec<Arc<DeployedPlugin>>,
-}
-
-/// Why a plugin from the configuration could not be deployed.
-#[derive(Debug, thiserror::Error)]
-pub enum DeployError {
-    /// The file could not be read.
-    #[error("partner {partner}: cannot read plugin {path}: {source}")]
-    Read {
-        /// Partner id.
-        partner: String,
-        /// The file.
-        path: PathBuf,
-        /// Cause.
-        source: std::io::Error,
-    },
-    /// The component was refused.
-    #[error("partner {partner}: plugin {path}: {source}")]
-    Load {
-        /// Partner id.
-        partner: String,
-        /// The file.
-        path: PathBuf,
-        /// Cause.
-        source: LoadError,
-    },
-    /// `describe` failed.
-    #[error("partner {partner}: plugin {path}: describe failed: {outcome}")]
-    Describe {
-        /// Partner id.
-        partner: String,
-        /// The file.
-        path: PathBuf,
-        /// How it failed.
-        outcome: String,
-    },
-}
-
-impl Deployment {
-    /// Loads every enabled partner's plugin from `config`.
-    pub fn from_config(config: &Config, sandbox: &Sandbox) -> Result<Deployment, DeployError> {
-        let mut plugins = Vec::new();
-        for p in config.partners.iter().filter(|p| p.enabled) {
-            plugins.push(Arc::new(deploy(p, config, sandbox)?));
-        }
-        plugins.sort_by(|a, b| a.partner.cmp(&b.partner));
-        Ok(Deployment { plugins })
-    }
-}
-
-fn deploy(
-    p: &PartnerConfig,
-    config: &Config,
-    sandbox: &Sandbox,
-) -> Result<DeployedPlugin, DeployError> {
-    let bytes = std::fs::read(&p.plugin).map_err(|source| DeployError::Read {
-        partner: p.id.clone(),
-        path: p.plugin.clone(),
-        source,
-    })?;
-    let plugin = sandbox.load(&bytes).map_err(|source| DeployError::Load {
-        partner: p.id.clone(),
-        path: p.plugin.clone(),
-        source,
-    })?;
-    let limits = p.limits.unwrap_or(config.limits);
-    let described = sandbox.describe(&plugin, &limits);
-    let info = described.value.ok_or_else(|| DeployError::Describe {
-        partner: p.id.clone(),
-        path: p.plugin.clone(),
-        outcome: described.outcome.to_string(),
-    })?;
-    Ok(DeployedPlugin {
-        partner: p.id.clone(),
-        weight: p.weight,
-        allow: p.allow.clone(),
-        segments: p.segments.clone(),
-        placements: p.placements.clone(),
-        plugin,
-        info,
-        config: Arc::new(p.config.clone()),
-        limits,
-    })
 }

@@ -22,16 +22,16 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
 
 use crate::clock::Clock;
 use crate::config::{Config, PlacementConfig};
 use crate::model::{Bid, DropReason, FieldError, Offer, screen_bids};
+use crate::registry::Registry;
 use crate::sandbox::{CallReport, LogLine, Outcome, Sandbox};
 use crate::store::{Recorded, ServedOffer, SlateRecord, Store, SubjectKey};
 use caps::{CapCheck, OfferKeys, Retention};
-use deployment::{DeployedPlugin, Deployment};
+use deployment::{DeployedPlugin, Variant};
 use profile::Profile;
 
 /// `POST /v1/slates` body.
@@ -92,6 +92,9 @@ pub struct PluginDiagnostics {
     pub plugin: String,
     /// Plugin version.
     pub plugin_version: String,
+    /// A shadow call: logged and compared, never shown.
+    #[serde(default)]
+    pub shadow: bool,
     /// How the call ended.
     pub outcome: Outcome,
     /// Wall time of the call as the slate saw it, microseconds.
@@ -183,7 +186,7 @@ pub enum SlateError {
 pub struct SlateService {
     pub(crate) config: Config,
     pub(crate) sandbox: Arc<Sandbox>,
-    pub(crate) deployment: ArcSwap<Deployment>,
+    pub(crate) registry: Arc<Registry>,
     pub(crate) store: Arc<dyn Store>,
     pub(crate) clock: Arc<dyn Clock>,
     retention: Retention,
@@ -194,8 +197,7 @@ impl SlateService {
     /// A service over `deployment`.
     pub fn new(
         config: Config,
-        sandbox: Arc<Sandbox>,
-        deployment: Deployment,
+        registry: Arc<Registry>,
         store: Arc<dyn Store>,
         clock: Arc<dyn Clock>,
     ) -> Self {
@@ -208,8 +210,8 @@ impl SlateService {
         SlateService {
             retention: Retention::for_caps(&config.caps),
             config,
-            sandbox,
-            deployment: ArcSwap::from_pointee(deployment),
+            sandbox: registry.sandbox().clone(),
+            registry,
             store,
             clock,
             holidays,
@@ -221,9 +223,9 @@ impl SlateService {
         &self.store
     }
 
-    /// Replaces the deployment; requests in flight keep the one they started with.
-    pub fn swap_deployment(&self, deployment: Deployment) {
-        self.deployment.store(Arc::new(deployment));
+    /// The plugin registry.
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
     }
 
     /// The subject's store key.
@@ -315,43 +317,74 @@ impl SlateService {
             self.holidays.contains(&local.date()),
         );
 
-        let deployment = self.deployment.load_full();
-        let eligible: Vec<Arc<DeployedPlugin>> = deployment
+        let deployment = self.registry.deployment();
+        let mut calls = Vec::new();
+        for p in deployment
             .plugins
             .iter()
             .filter(|p| p.serves(&placement.id))
-            .filter(|p| {
-                // Skip a plugin whose every category is excluded here.
-                p.info.categories.is_empty()
-                    || p.info
-                        .categories
-                        .iter()
-                        .any(|c| !placement.excluded_categories.contains(c))
-            })
-            .cloned()
-            .collect();
-        let calls = eligible
-            .iter()
-            .map(|p| {
-                let f = profile::features_for(
-                    &derived,
-                    &p.partner,
-                    &p.allow,
-                    &p.segments,
-                    &placement.id,
-                    placement.channel,
-                );
-                (p.clone(), f)
-            })
-            .collect();
+        {
+            let variant = p.variant_for(&subject);
+            // Skip a plugin whose every category is excluded here.
+            let categories = &variant.info.categories;
+            if !categories.is_empty()
+                && categories
+                    .iter()
+                    .all(|c| placement.excluded_categories.contains(c))
+            {
+                continue;
+            }
+            let features = profile::features_for(
+                &derived,
+                &p.partner,
+                &p.allow,
+                &p.segments,
+                &placement.id,
+                placement.channel,
+            );
+            if let Some(shadow) = &p.shadow {
+                calls.push(Call {
+                    plugin: p.clone(),
+                    variant: shadow.clone(),
+                    features: features.clone(),
+                    shadow: true,
+                });
+            }
+            calls.push(Call {
+                plugin: p.clone(),
+                variant: variant.clone(),
+                features,
+                shadow: false,
+            });
+        }
         let reports = self.fan_out(calls).await;
 
         let slots = req.slots.unwrap_or(placement.slots) as usize;
         let mut runs = Vec::with_capacity(reports.len());
-        for (plugin, report, latency) in reports {
+        let mut shadows = Vec::new();
+        for (call, report, latency) in reports {
+            if let Some(reason) = self
+                .registry
+                .record_outcome(&call.plugin.key, &report.outcome)
+            {
+                let registry = self.registry.clone();
+                let key = call.plugin.key.clone();
+                tracing::warn!(plugin = %key, %reason, "quarantining plugin");
+                tokio::task::spawn_blocking(move || {
+                    if let Err(e) = registry.quarantine(&key, &reason) {
+                        tracing::error!(plugin = %key, error = %e, "quarantine failed");
+                    }
+                });
+            }
+            if call.shadow {
+                shadows.push((call, report, latency));
+                continue;
+            }
             let (bids, rejected) = screen_bids(report.value.clone().unwrap_or_default());
             runs.push(rank::PluginRun {
-                plugin,
+                plugin: call.plugin,
+                variant: call.variant,
+                top_offer: None,
                 outcome: report.outcome,
                 latency,
                 fuel_used: report.cost.fuel_used,
@@ -405,12 +438,12 @@ impl SlateService {
 
         let picked = rank::rank(&mut runs, &placement, slots, cap_check);
         for (i, (run_index, bid, score)) in picked.iter().enumerate() {
-            let p = &runs[*run_index].plugin;
+            let run = &runs[*run_index];
             slate.offers.push(SlateOffer {
                 rank: i as u32 + 1,
-                partner: p.partner.clone(),
-                plugin: p.info.name.clone(),
-                plugin_version: p.info.version.clone(),
+                partner: run.plugin.partner.clone(),
+                plugin: run.variant.info.name.clone(),
+                plugin_version: run.variant.version.clone(),
                 offer: bid.offer.clone(),
                 score: *score,
                 value_minor: bid.value_minor,
@@ -465,12 +498,31 @@ impl SlateService {
             }
         }
 
+        for (call, report, _) in &shadows {
+            let active_top = runs
+                .iter()
+                .find(|r| r.plugin.key == call.plugin.key)
+                .and_then(|r| r.top_offer.clone());
+            let shadow_top =
+                rank::top_offer(&screen_bids(report.value.clone().unwrap_or_default()).0);
+            self.registry
+                .record_shadow(&call.plugin.key, active_top != shadow_top);
+            tracing::info!(
+                plugin = %call.plugin.key,
+                shadow_version = %call.variant.version,
+                outcome = report.outcome.kind(),
+                ?shadow_top,
+                ?active_top,
+                "shadow call"
+            );
+        }
         if let Some(diag) = &mut slate.diagnostics {
             for run in runs {
                 diag.push(PluginDiagnostics {
                     partner: run.plugin.partner.clone(),
-                    plugin: run.plugin.info.name.clone(),
-                    plugin_version: run.plugin.info.version.clone(),
+                    plugin: run.variant.info.name.clone(),
+                    plugin_version: run.variant.version.clone(),
+                    shadow: false,
                     outcome: run.outcome,
                     latency_us: run.latency.as_micros() as u64,
                     fuel_used: run.fuel_used,
@@ -479,26 +531,38 @@ impl SlateService {
                     logs: run.logs,
                 });
             }
+            for (call, report, latency) in shadows {
+                diag.push(PluginDiagnostics {
+                    partner: call.plugin.partner.clone(),
+                    plugin: call.variant.info.name.clone(),
+                    plugin_version: call.variant.version.clone(),
+                    shadow: true,
+                    bids: report.value.as_ref().map_or(0, Vec::len) as u32,
+                    outcome: report.outcome,
+                    latency_us: latency.as_micros() as u64,
+                    fuel_used: report.cost.fuel_used,
+                    dropped: Vec::new(),
+                    logs: report.logs,
+                });
+            }
         }
         Ok(slate)
     }
 
     /// Calls every plugin in parallel; returns what finished before the slate deadline
     /// and a `late` report for the rest, in input order.
-    async fn fan_out(
-        &self,
-        calls: Vec<(Arc<DeployedPlugin>, crate::model::Features)>,
-    ) -> Vec<(Arc<DeployedPlugin>, CallReport<Vec<Bid>>, Duration)> {
+    async fn fan_out(&self, calls: Vec<Call>) -> Vec<(Call, CallReport<Vec<Bid>>, Duration)> {
         let started = Instant::now();
         let deadline =
             tokio::time::Instant::now() + Duration::from_millis(self.config.slate.deadline_ms);
         let mut set = tokio::task::JoinSet::new();
-        for (i, (plugin, features)) in calls.iter().enumerate() {
+        for (i, call) in calls.iter().enumerate() {
             let sandbox = self.sandbox.clone();
-            let plugin = plugin.clone();
-            let features = features.clone();
+            let plugin = call.plugin.clone();
+            let variant = call.variant.plugin.clone();
+            let features = call.features.clone();
             set.spawn_blocking(move || {
-                let report = sandbox.bid(&plugin.plugin, &features, &plugin.config, &plugin.limits);
+                let report = sandbox.bid(&variant, &features, &plugin.config, &plugin.limits);
                 (i, report, started.elapsed())
             });
         }
@@ -516,7 +580,7 @@ impl SlateService {
         calls
             .into_iter()
             .zip(done)
-            .map(|((plugin, _), result)| {
+            .map(|(call, result)| {
                 let (report, latency) = result.unwrap_or_else(|| {
                     (
                         CallReport {
@@ -528,7 +592,7 @@ impl SlateService {
                         started.elapsed(),
                     )
                 });
-                (plugin, report, latency)
+                (call, report, latency)
             })
             .collect()
     }
@@ -581,6 +645,14 @@ impl SlateService {
             counted_for_caps: counts && recorded == Recorded::New,
         })
     }
+}
+
+/// One plugin call of a slate.
+struct Call {
+    plugin: Arc<DeployedPlugin>,
+    variant: Variant,
+    features: crate::model::Features,
+    shadow: bool,
 }
 
 fn keys_of(partner: &str, bid: &Bid) -> OfferKeys {

@@ -8,12 +8,15 @@ use crate::model::{Bid, DropReason};
 use crate::sandbox::{LogLine, Outcome};
 
 use super::caps::CapCheck;
-use super::deployment::DeployedPlugin;
+use super::deployment::{DeployedPlugin, Variant};
 use super::{DroppedBid, keys_of};
 
 /// One plugin's part of a slate.
 pub(super) struct PluginRun {
     pub(super) plugin: Arc<DeployedPlugin>,
+    pub(super) variant: Variant,
+    /// Offer id of its best-scoring valid bid, for shadow comparison.
+    pub(super) top_offer: Option<String>,
     pub(super) outcome: Outcome,
     pub(super) latency: Duration,
     pub(super) fuel_used: u64,
@@ -45,6 +48,7 @@ pub(super) fn rank(
     let mut candidates: Vec<(usize, Bid, f64)> = Vec::new();
     for (i, run) in runs.iter_mut().enumerate() {
         let bids = std::mem::take(&mut run.bids);
+        run.top_offer = top_offer(&bids);
         for bid in bids {
             if placement.excluded_categories.contains(&bid.offer.category) {
                 let detail = format!(
@@ -113,6 +117,16 @@ pub(super) fn rank(
         }
     }
     picked
+}
+
+/// The offer id of the bid with the highest value × relevance.
+pub(super) fn top_offer(bids: &[Bid]) -> Option<String> {
+    bids.iter()
+        .max_by(|a, b| {
+            (a.value_minor as f64 * a.relevance as f64)
+                .total_cmp(&(b.value_minor as f64 * b.relevance as f64))
+        })
+        .map(|b| b.offer.id.clone())
 }
 
 /// Runs are one per plugin and one plugin per partner, so equal indexes mean the same

@@ -40,7 +40,7 @@ impl SubjectKey {
         h.update([0]);
         h.update(subject.as_bytes());
         let digest = h.finalize();
-        SubjectKey(digest[..16].iter().map(|b| format!("{b:02x}")).collect())
+        SubjectKey(hex::encode(&digest[..16]))
     }
 }
 
@@ -115,6 +115,25 @@ pub trait Store: Send + Sync + 'static {
         now: u64,
         retention: Retention,
     ) -> Result<Recorded, StoreError>;
+    /// The registry document and its revision (0 and `None` before the first commit).
+    fn registry(&self) -> Result<(u64, Option<Vec<u8>>), StoreError>;
+    /// Atomically: if the registry is still at `expected_rev`, stores `doc` as revision
+    /// `expected_rev + 1`, appends `audit` to the audit log and stores `blobs`. Returns
+    /// false (changing nothing) when another writer got there first.
+    fn commit_registry(
+        &self,
+        expected_rev: u64,
+        doc: &[u8],
+        audit: &[u8],
+        blobs: &[(String, Vec<u8>)],
+    ) -> Result<bool, StoreError>;
+    /// A stored blob (component bytes, precompiled artifacts).
+    fn blob(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Stores a blob outside any registry commit (caches such as precompiled artifacts).
+    fn put_blob(&self, key: &str, bytes: &[u8]) -> Result<(), StoreError>;
+    /// Audit entries with sequence number greater than `after`, oldest first, at most
+    /// `limit`.
+    fn audit(&self, after: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, StoreError>;
     /// Makes everything written so far durable.
     fn flush(&self) -> Result<(), StoreError>;
     /// A cheap read that proves the store answers (for `/readyz`).

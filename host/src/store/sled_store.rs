@@ -18,6 +18,9 @@ pub struct SledStore {
     slates: sled::Tree,
     caps: sled::Tree,
     events: sled::Tree,
+    registry: sled::Tree,
+    audit: sled::Tree,
+    blobs: sled::Tree,
 }
 
 fn backend(e: impl std::fmt::Display) -> StoreError {
@@ -34,6 +37,9 @@ fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, StoreError>
 fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     serde_json::to_vec(value).expect("store records serialize")
 }
+
+const REV: &[u8] = b"rev";
+const DOC: &[u8] = b"doc";
 
 fn cap_key(subject: &SubjectKey, key: &str) -> String {
     format!("{}|{key}", subject.0)
@@ -55,6 +61,9 @@ impl SledStore {
             slates: tree("slates")?,
             caps: tree("caps")?,
             events: tree("events")?,
+            registry: tree("registry")?,
+            audit: tree("audit")?,
+            blobs: tree("blobs")?,
             db,
         })
     }
@@ -142,6 +151,72 @@ impl Store for SledStore {
             Err(TransactionError::Abort(e)) => Err(e),
             Err(TransactionError::Storage(e)) => Err(backend(e)),
         }
+    }
+
+    fn registry(&self) -> Result<(u64, Option<Vec<u8>>), StoreError> {
+        let rev = match self.registry.get(REV).map_err(backend)? {
+            Some(b) => {
+                u64::from_be_bytes(b.as_ref().try_into().map_err(|_| StoreError::Corrupt {
+                    key: "registry/rev".into(),
+                    message: "not 8 bytes".into(),
+                })?)
+            }
+            None => 0,
+        };
+        let doc = self.registry.get(DOC).map_err(backend)?.map(|b| b.to_vec());
+        Ok((rev, doc))
+    }
+
+    fn commit_registry(
+        &self,
+        expected_rev: u64,
+        doc: &[u8],
+        audit: &[u8],
+        blobs: &[(String, Vec<u8>)],
+    ) -> Result<bool, StoreError> {
+        let seq = self.db.generate_id().map_err(backend)? + 1;
+        let result =
+            (&self.registry, &self.audit, &self.blobs).transaction(|(reg, log, blob_tree)| {
+                let rev = reg
+                    .get(REV)?
+                    .and_then(|b| b.as_ref().try_into().ok().map(u64::from_be_bytes))
+                    .unwrap_or(0);
+                if rev != expected_rev {
+                    return Ok(false);
+                }
+                reg.insert(REV, &(rev + 1).to_be_bytes())?;
+                reg.insert(DOC, doc)?;
+                log.insert(&seq.to_be_bytes(), audit)?;
+                for (k, v) in blobs {
+                    blob_tree.insert(k.as_bytes(), v.as_slice())?;
+                }
+                Ok(true)
+            });
+        match result {
+            Ok(done) => Ok(done),
+            Err(TransactionError::Abort(e)) => Err(e),
+            Err(TransactionError::Storage(e)) => Err(backend(e)),
+        }
+    }
+
+    fn blob(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.blobs.get(key).map_err(backend)?.map(|b| b.to_vec()))
+    }
+
+    fn put_blob(&self, key: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        self.blobs.insert(key, bytes).map(|_| ()).map_err(backend)
+    }
+
+    fn audit(&self, after: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        self.audit
+            .range((after + 1).to_be_bytes()..)
+            .take(limit)
+            .map(|r| {
+                let (k, v) = r.map_err(backend)?;
+                let seq = u64::from_be_bytes(k.as_ref().try_into().unwrap_or([0; 8]));
+                Ok((seq, v.to_vec()))
+            })
+            .collect()
     }
 
     fn flush(&self) -> Result<(), StoreError> {

@@ -1,0 +1,488 @@
+//! Admin client commands: they call a running host's `/v1/admin` API.
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::path::PathBuf;
+
+use anyhow::{Context as _, bail};
+use clap::{Args, Subcommand};
+use serde_json::{Value, json};
+
+use crate::api::SIGNATURE_HEADER;
+
+/// Where the host is and who is asking.
+#[derive(Debug, Args)]
+pub struct Connection {
+    /// Base URL of the host.
+    #[arg(
+        long,
+        global = true,
+        env = "OFFERHOST_SERVER",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    pub server: String,
+    /// Bearer token (ops, or a partner token for its own plugins).
+    #[arg(long, global = true, env = "OFFERHOST_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+}
+
+/// `offerhost partners ...`
+#[derive(Debug, Subcommand)]
+pub enum PartnersCommand {
+    /// Add or update a partner.
+    Add {
+        /// Partner id, kebab-case.
+        id: String,
+        /// Ranking weight.
+        #[arg(long, default_value_t = 1.0)]
+        weight: f64,
+        /// Feature fields its plugins may see (comma-separated: tier,lifecycle,rfm,
+        /// affinities,cobrand_holder,region,context,segments).
+        #[arg(long, value_delimiter = ',')]
+        allow: Vec<String>,
+        /// Segment labels its plugins may see (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        segments: Vec<String>,
+        /// Ed25519 public key (hex) that must sign its uploads.
+        #[arg(long)]
+        public_key: Option<String>,
+    },
+    /// List partners.
+    List,
+}
+
+/// `offerhost keys ...`
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Require uploads of PARTNER to be signed with this ed25519 public key (hex).
+    Set {
+        /// Partner id.
+        partner: String,
+        /// Public key, 64 hex characters.
+        public_key: String,
+    },
+    /// Stop requiring signatures from PARTNER.
+    Clear {
+        /// Partner id.
+        partner: String,
+    },
+}
+
+/// `offerhost plugins ...` (PLUGIN is `partner/plugin-name`).
+#[derive(Debug, Subcommand)]
+pub enum PluginsCommand {
+    /// Upload a component for PARTNER (validated; the first version becomes active).
+    Upload {
+        /// Partner id.
+        partner: String,
+        /// The component file.
+        file: PathBuf,
+        /// Hex ed25519 signature of the component's SHA-256 digest.
+        #[arg(long)]
+        signature: Option<String>,
+    },
+    /// List plugins (a partner token sees its own).
+    List,
+    /// Show one plugin: versions and rollout state.
+    Show {
+        /// `partner/plugin`.
+        plugin: String,
+    },
+    /// Give VERSION to PERCENT of subjects (sticky per subject).
+    Canary {
+        /// `partner/plugin`.
+        plugin: String,
+        /// Staged version.
+        version: String,
+        /// Share of subjects, 0.01..=100.
+        #[arg(long)]
+        percent: f64,
+    },
+    /// Make VERSION (default: the canary) active.
+    Promote {
+        /// `partner/plugin`.
+        plugin: String,
+        /// Version; default the canary.
+        version: Option<String>,
+    },
+    /// Make the previous active version active again.
+    Rollback {
+        /// `partner/plugin`.
+        plugin: String,
+    },
+    /// Kill switch: stop calling the plugin from the next request on.
+    Disable {
+        /// `partner/plugin`.
+        plugin: String,
+    },
+    /// Undo `disable`.
+    Enable {
+        /// `partner/plugin`.
+        plugin: String,
+    },
+    /// Run VERSION as a shadow (called, compared, never shown); without VERSION, stop.
+    Shadow {
+        /// `partner/plugin`.
+        plugin: String,
+        /// Version; omit to clear.
+        version: Option<String>,
+    },
+    /// Lift a quarantine.
+    Reinstate {
+        /// `partner/plugin`.
+        plugin: String,
+    },
+    /// Outcome counters and quarantine state.
+    Health {
+        /// `partner/plugin`.
+        plugin: String,
+    },
+    /// Run a version on a request file (as `plugin run` takes) without touching caps.
+    Test {
+        /// `partner/plugin`.
+        plugin: String,
+        /// JSON features file.
+        #[arg(long, short = 'r')]
+        request: PathBuf,
+        /// Version; default the active one.
+        #[arg(long)]
+        version: Option<String>,
+    },
+}
+
+/// `offerhost config ...`
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Set (and unset) a plugin's configuration values; no new upload needed.
+    Set {
+        /// `partner/plugin`.
+        plugin: String,
+        /// Values to set.
+        #[arg(value_name = "KEY=VALUE", value_parser = parse_pair)]
+        values: Vec<(String, String)>,
+        /// Keys to remove.
+        #[arg(long)]
+        unset: Vec<String>,
+    },
+}
+
+/// `offerhost tokens ...`
+#[derive(Debug, Subcommand)]
+pub enum TokensCommand {
+    /// Create a token; prints its secret once.
+    Create {
+        /// Unique name, kebab-case.
+        name: String,
+        /// ops, partner or app.
+        #[arg(long)]
+        role: String,
+        /// For partner tokens.
+        #[arg(long)]
+        partner: Option<String>,
+    },
+    /// Revoke a token by name.
+    Revoke {
+        /// Token name.
+        name: String,
+    },
+}
+
+/// `offerhost profiles ...`
+#[derive(Debug, Subcommand)]
+pub enum ProfilesCommand {
+    /// Bulk-load profiles from an NDJSON file (`{"subject", "profile"}` per line), in
+    /// batches, showing progress. Each batch is all-or-nothing.
+    Load {
+        /// The NDJSON file.
+        file: PathBuf,
+        /// Lines per request.
+        #[arg(long, default_value_t = 5000)]
+        batch: usize,
+    },
+}
+
+fn parse_pair(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("expected KEY=VALUE, got {s:?}")),
+    }
+}
+
+struct Client {
+    agent: ureq::Agent,
+    server: String,
+    token: String,
+}
+
+impl Client {
+    fn new(c: &Connection) -> anyhow::Result<Client> {
+        let token = c
+            .token
+            .clone()
+            .context("no token: pass --token or set OFFERHOST_TOKEN")?;
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(std::time::Duration::from_secs(120)))
+            .build()
+            .into();
+        Ok(Client {
+            agent,
+            server: c.server.trim_end_matches('/').to_string(),
+            token,
+        })
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.server)
+    }
+
+    fn finish(
+        &self,
+        res: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> anyhow::Result<Value> {
+        let mut res = res.with_context(|| format!("cannot reach {}", self.server))?;
+        let status = res.status();
+        let text = res.body_mut().read_to_string().unwrap_or_default();
+        let body: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        if status.is_success() {
+            Ok(body)
+        } else {
+            let code = body["error"]["code"].as_str().unwrap_or("error");
+            let message = body["error"]["message"]
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| body.to_string());
+            bail!("{} {code}: {message}", status.as_u16())
+        }
+    }
+
+    fn get(&self, path: &str) -> anyhow::Result<Value> {
+        let res = self
+            .agent
+            .get(&self.url(path))
+            .header("authorization", &format!("Bearer {}", self.token))
+            .call();
+        self.finish(res)
+    }
+
+    fn post(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
+        let res = self
+            .agent
+            .post(&self.url(path))
+            .header("authorization", &format!("Bearer {}", self.token))
+            .header("content-type", "application/json")
+            .send(body.to_string());
+        self.finish(res)
+    }
+
+    fn post_bytes(
+        &self,
+        path: &str,
+        bytes: &[u8],
+        headers: &[(&str, &str)],
+    ) -> anyhow::Result<Value> {
+        let mut req = self
+            .agent
+            .post(&self.url(path))
+            .header("authorization", &format!("Bearer {}", self.token));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        self.finish(req.send(bytes))
+    }
+
+    fn delete(&self, path: &str) -> anyhow::Result<Value> {
+        let res = self
+            .agent
+            .delete(&self.url(path))
+            .header("authorization", &format!("Bearer {}", self.token))
+            .call();
+        self.finish(res)
+    }
+}
+
+fn plugin_path(plugin: &str) -> anyhow::Result<String> {
+    match plugin.split_once('/') {
+        Some((p, n)) if !p.is_empty() && !n.is_empty() && !n.contains('/') => {
+            Ok(format!("/v1/admin/plugins/{p}/{n}"))
+        }
+        _ => bail!("name the plugin as partner/plugin-name, got {plugin:?}"),
+    }
+}
+
+fn print(v: &Value) {
+    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+}
+
+fn rollout(c: &Client, plugin: &str, action: Value) -> anyhow::Result<Value> {
+    c.post(&format!("{}/rollout", plugin_path(plugin)?), &action)
+}
+
+pub(super) fn partners(conn: &Connection, cmd: PartnersCommand) -> anyhow::Result<()> {
+    let c = Client::new(conn)?;
+    let out = match cmd {
+        PartnersCommand::Add { id, weight, allow, segments, public_key } => c.post(
+            "/v1/admin/partners",
+            &json!({"id": id, "weight": weight, "allow": allow, "segments": segments, "public_key": public_key}),
+        )?,
+        PartnersCommand::List => c.get("/v1/admin/partners")?,
+    };
+    print(&out);
+    Ok(())
+}
+
+pub(super) fn keys(conn: &Connection, cmd: KeysCommand) -> anyhow::Result<()> {
+    let c = Client::new(conn)?;
+    let (partner, key) = match cmd {
+        KeysCommand::Set {
+            partner,
+            public_key,
+        } => (partner, Some(public_key)),
+        KeysCommand::Clear { partner } => (partner, None),
+    };
+    let partners = c.get("/v1/admin/partners")?;
+    let mut p = partners
+        .as_array()
+        .and_then(|list| list.iter().find(|p| p["id"] == partner.as_str()).cloned())
+        .with_context(|| format!("no partner {partner:?}"))?;
+    p["public_key"] = json!(key);
+    print(&c.post("/v1/admin/partners", &p)?);
+    Ok(())
+}
+
+pub(super) fn plugins(conn: &Connection, cmd: PluginsCommand) -> anyhow::Result<()> {
+    let c = Client::new(conn)?;
+    let out = match cmd {
+        PluginsCommand::Upload {
+            partner,
+            file,
+            signature,
+        } => {
+            let bytes =
+                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let mut headers = vec![("content-type", "application/wasm")];
+            if let Some(sig) = &signature {
+                headers.push((SIGNATURE_HEADER, sig));
+            }
+            c.post_bytes(
+                &format!("/v1/admin/partners/{partner}/plugins"),
+                &bytes,
+                &headers,
+            )?
+        }
+        PluginsCommand::List => c.get("/v1/admin/plugins")?,
+        PluginsCommand::Show { plugin } => c.get(&plugin_path(&plugin)?)?,
+        PluginsCommand::Canary {
+            plugin,
+            version,
+            percent,
+        } => rollout(
+            &c,
+            &plugin,
+            json!({"action": "canary", "version": version, "percent": percent}),
+        )?,
+        PluginsCommand::Promote { plugin, version } => rollout(
+            &c,
+            &plugin,
+            json!({"action": "promote", "version": version}),
+        )?,
+        PluginsCommand::Rollback { plugin } => rollout(&c, &plugin, json!({"action": "rollback"}))?,
+        PluginsCommand::Disable { plugin } => rollout(&c, &plugin, json!({"action": "disable"}))?,
+        PluginsCommand::Enable { plugin } => rollout(&c, &plugin, json!({"action": "enable"}))?,
+        PluginsCommand::Shadow { plugin, version } => {
+            rollout(&c, &plugin, json!({"action": "shadow", "version": version}))?
+        }
+        PluginsCommand::Reinstate { plugin } => {
+            rollout(&c, &plugin, json!({"action": "reinstate"}))?
+        }
+        PluginsCommand::Health { plugin } => c.get(&format!("{}/health", plugin_path(&plugin)?))?,
+        PluginsCommand::Test {
+            plugin,
+            request,
+            version,
+        } => {
+            let text = std::fs::read_to_string(&request)
+                .with_context(|| format!("reading {}", request.display()))?;
+            let features: Value = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not JSON", request.display()))?;
+            c.post(
+                &format!("{}/test", plugin_path(&plugin)?),
+                &json!({"version": version, "features": features}),
+            )?
+        }
+    };
+    print(&out);
+    Ok(())
+}
+
+pub(super) fn config(conn: &Connection, cmd: ConfigCommand) -> anyhow::Result<()> {
+    let c = Client::new(conn)?;
+    let ConfigCommand::Set {
+        plugin,
+        values,
+        unset,
+    } = cmd;
+    if values.is_empty() && unset.is_empty() {
+        bail!("nothing to change: give KEY=VALUE pairs or --unset KEY");
+    }
+    let set: BTreeMap<String, String> = values.into_iter().collect();
+    print(&rollout(
+        &c,
+        &plugin,
+        json!({"action": "config", "set": set, "unset": unset}),
+    )?);
+    Ok(())
+}
+
+pub(super) fn tokens(conn: &Connection, cmd: TokensCommand) -> anyhow::Result<()> {
+    let c = Client::new(conn)?;
+    let out = match cmd {
+        TokensCommand::Create {
+            name,
+            role,
+            partner,
+        } => c.post(
+            "/v1/admin/tokens",
+            &json!({"name": name, "role": role, "partner": partner}),
+        )?,
+        TokensCommand::Revoke { name } => c.delete(&format!("/v1/admin/tokens/{name}"))?,
+    };
+    print(&out);
+    Ok(())
+}
+
+pub(super) fn audit(conn: &Connection, after: u64) -> anyhow::Result<()> {
+    let c = Client::new(conn)?;
+    print(&c.get(&format!("/v1/admin/audit?after={after}"))?);
+    Ok(())
+}
+
+pub(super) fn profiles(conn: &Connection, cmd: ProfilesCommand) -> anyhow::Result<()> {
+    let c = Client::new(conn)?;
+    let ProfilesCommand::Load { file, batch } = cmd;
+    let text =
+        std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    let total = lines.len();
+    let mut loaded = 0;
+    for (i, chunk) in lines.chunks(batch.max(1)).enumerate() {
+        let body = chunk.join("\n");
+        c.post_bytes("/v1/admin/profiles", body.as_bytes(), &[("content-type", "application/x-ndjson")])
+            .with_context(|| {
+                format!(
+                    "batch {} (lines {}..={} of {}): nothing of this batch was stored; {} profiles before it were",
+                    i + 1,
+                    loaded + 1,
+                    loaded + chunk.len(),
+                    file.display(),
+                    loaded
+                )
+            })?;
+        loaded += chunk.len();
+        eprint!("\rloaded {loaded}/{total} profiles");
+        let _ = std::io::stderr().flush();
+    }
+    eprintln!();
+    print(&json!({"loaded": loaded}));
+    Ok(())
+}

@@ -1,0 +1,143 @@
+//! Per-plugin health: outcome counters, and automatic quarantine of a plugin whose
+//! failure rate crosses a threshold over a sliding window.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use serde::{Deserialize, Serialize};
+
+use super::Registry;
+use crate::sandbox::Outcome;
+
+/// When a plugin is quarantined automatically.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QuarantinePolicy {
+    /// Failure share (0..=1) that quarantines. Default 0.5. Failures are every outcome
+    /// but `ok` and `plugin-error` (a plugin that says why it cannot bid is not broken).
+    pub failure_rate: f64,
+    /// Calls in the window before the rate is judged. Default 20.
+    pub min_calls: u32,
+    /// Window length, seconds. Default 60.
+    pub window_secs: u64,
+}
+
+impl Default for QuarantinePolicy {
+    fn default() -> Self {
+        QuarantinePolicy {
+            failure_rate: 0.5,
+            min_calls: 20,
+            window_secs: 60,
+        }
+    }
+}
+
+#[derive(Default)]
+pub(crate) struct PluginHealth {
+    window: VecDeque<(u64, bool)>,
+    outcomes: BTreeMap<&'static str, u64>,
+    shadow_compared: u64,
+    shadow_differed: u64,
+    tripped: bool,
+}
+
+/// What ops see of a plugin's health.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HealthReport {
+    /// `partner/plugin`.
+    pub plugin: String,
+    /// Outcomes by kind since this process started.
+    pub outcomes: BTreeMap<String, u64>,
+    /// Calls in the current window.
+    pub window_calls: u64,
+    /// Failures in the current window.
+    pub window_failures: u64,
+    /// Why it is quarantined, if it is.
+    pub quarantined: Option<String>,
+    /// Shadow calls compared with the active version.
+    pub shadow_compared: u64,
+    /// Of those, how many had a different top bid.
+    pub shadow_differed: u64,
+}
+
+fn is_failure(outcome: &Outcome) -> bool {
+    !matches!(outcome, Outcome::Ok | Outcome::PluginError { .. })
+}
+
+impl Registry {
+    /// Counts one call's outcome. Returns the quarantine reason when this call tipped
+    /// the plugin over the threshold (the caller then quarantines it, off the hot path).
+    pub fn record_outcome(&self, key: &str, outcome: &Outcome) -> Option<String> {
+        let now = self.clock.unix();
+        let policy = self.quarantine_policy;
+        let mut book = self.health.lock().unwrap_or_else(|p| p.into_inner());
+        let h = book.entry(key.to_string()).or_default();
+        *h.outcomes.entry(outcome.kind()).or_default() += 1;
+        h.window.push_back((now, is_failure(outcome)));
+        while h
+            .window
+            .front()
+            .is_some_and(|(t, _)| *t + policy.window_secs <= now)
+        {
+            h.window.pop_front();
+        }
+        let calls = h.window.len() as u64;
+        let failures = h.window.iter().filter(|(_, f)| *f).count() as u64;
+        if h.tripped || calls < policy.min_calls as u64 {
+            return None;
+        }
+        if failures as f64 >= policy.failure_rate * calls as f64 {
+            h.tripped = true;
+            return Some(format!(
+                "{failures} of the last {calls} calls failed (threshold {:.0} % over {} s)",
+                policy.failure_rate * 100.0,
+                policy.window_secs
+            ));
+        }
+        None
+    }
+
+    /// Counts one shadow comparison.
+    pub fn record_shadow(&self, key: &str, differed: bool) {
+        let mut book = self.health.lock().unwrap_or_else(|p| p.into_inner());
+        let h = book.entry(key.to_string()).or_default();
+        h.shadow_compared += 1;
+        h.shadow_differed += differed as u64;
+    }
+
+    /// Forgets the failure window of `key` (after ops reinstate it).
+    pub(crate) fn reset_health(&self, key: &str) {
+        let mut book = self.health.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(h) = book.get_mut(key) {
+            h.window.clear();
+            h.tripped = false;
+        }
+    }
+
+    /// The health of plugin `key`.
+    pub fn health(&self, key: &str) -> HealthReport {
+        let quarantined = self
+            .doc()
+            .1
+            .plugins
+            .get(key)
+            .and_then(|e| e.quarantined.clone());
+        let book = self.health.lock().unwrap_or_else(|p| p.into_inner());
+        let empty = PluginHealth::default();
+        let h = book.get(key).unwrap_or(&empty);
+        HealthReport {
+            plugin: key.to_string(),
+            outcomes: h
+                .outcomes
+                .iter()
+                .map(|(k, v)| (k.to_string(), *v))
+                .collect(),
+            window_calls: h.window.len() as u64,
+            window_failures: h.window.iter().filter(|(_, f)| *f).count() as u64,
+            quarantined,
+            shadow_compared: h.shadow_compared,
+            shadow_differed: h.shadow_differed,
+        }
+    }
+}
+
+pub(crate) type HealthBook = HashMap<String, PluginHealth>;
