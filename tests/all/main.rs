@@ -8,6 +8,7 @@ mod hostile_slates;
 mod isolation;
 mod limits;
 mod loading;
+mod ops_rollout;
 mod partner_runs_plugin;
 mod restart;
 mod serve_and_demo;

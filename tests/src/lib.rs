@@ -443,3 +443,69 @@ impl Drop for ServerProcess {
         let _ = self.child.wait();
     }
 }
+
+/// What an admin CLI command printed and how it exited.
+pub struct CliRun {
+    /// Exit code.
+    pub code: i32,
+    /// stdout as JSON (`Null` if empty or not JSON).
+    pub json: Value,
+    /// stderr.
+    pub stderr: String,
+}
+
+/// Runs `offerhost <args>` against `server` with `token`.
+pub fn admin_cli(server: &ServerProcess, token: Option<&str>, args: &[&str]) -> CliRun {
+    let mut cmd = offerhost();
+    cmd.args(args)
+        .env("OFFERHOST_SERVER", &server.base)
+        .env_remove("OFFERHOST_TOKEN");
+    if let Some(t) = token {
+        cmd.env("OFFERHOST_TOKEN", t);
+    }
+    let out = cmd.output().expect("offerhost runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    CliRun {
+        code: out.status.code().unwrap_or(-1),
+        json: serde_json::from_str(&stdout).unwrap_or(Value::Null),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+impl ServerProcess {
+    /// GETs a path with `token`; returns status and JSON body.
+    pub fn get_as(&self, token: Option<&str>, path: &str) -> (u16, Value) {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let mut req = agent.get(&format!("{}{path}", self.base));
+        if let Some(t) = token {
+            req = req.header("authorization", &format!("Bearer {t}"));
+        }
+        let mut res = req.call().expect("request reaches the server");
+        let status = res.status().as_u16();
+        let text = res.body_mut().read_to_string().unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// POSTs JSON with `token` (or none).
+    pub fn post_as(&self, token: Option<&str>, path: &str, body: &Value) -> (u16, Value) {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let mut req = agent
+            .post(&format!("{}{path}", self.base))
+            .header("content-type", "application/json");
+        if let Some(t) = token {
+            req = req.header("authorization", &format!("Bearer {t}"));
+        }
+        let mut res = req
+            .send(body.to_string())
+            .expect("request reaches the server");
+        let status = res.status().as_u16();
+        let text = res.body_mut().read_to_string().unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+}
