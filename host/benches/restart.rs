@@ -18,7 +18,10 @@ fn variant(i: usize) -> Vec<u8> {
     let mut bytes = offerhost_plugin_artifacts::VERSIONED_V1.bytes.to_vec();
     let version = format!("{}.{}.{}", 1 + i / 100, (i / 10) % 10, i % 10);
     let from = b"1.0.0";
-    let at = bytes.windows(from.len()).position(|w| w == from).expect("version string in the component");
+    let at = bytes
+        .windows(from.len())
+        .position(|w| w == from)
+        .expect("version string in the component");
     bytes[at..at + 5].copy_from_slice(version.as_bytes());
     bytes
 }
@@ -31,7 +34,10 @@ fn open(store: Arc<dyn Store>, precompiled: bool) -> (Duration, Registry) {
         sandbox,
         Arc::new(SystemClock),
         Limits::default(),
-        UploadLimits { use_precompiled: precompiled, ..UploadLimits::default() },
+        UploadLimits {
+            use_precompiled: precompiled,
+            ..UploadLimits::default()
+        },
         QuarantinePolicy::default(),
     )
     .expect("registry opens");
@@ -52,9 +58,20 @@ fn main() {
         for i in 0..versions {
             let partner = format!("p-{i:03}");
             registry
-                .put_partner(&ops, Partner { id: partner.clone(), weight: 1.0, allow: vec![], segments: vec![], public_key: None })
+                .put_partner(
+                    &ops,
+                    Partner {
+                        id: partner.clone(),
+                        weight: 1.0,
+                        allow: vec![],
+                        segments: vec![],
+                        public_key: None,
+                    },
+                )
                 .expect("partner");
-            registry.upload(&ops, &partner, &variant(i), None).expect("upload");
+            registry
+                .upload(&ops, &partner, &variant(i), None)
+                .expect("upload");
             if i % 10 == 9 {
                 eprint!(".");
             }
@@ -80,7 +97,13 @@ fn main() {
     println!("restart with {versions} deployed versions (median of {runs}):");
     println!("| mode | restart time |");
     println!("|---|---|");
-    println!("| precompiled artifacts | {:.0} ms |", a.as_secs_f64() * 1000.0);
-    println!("| compile from components | {:.0} ms |", b.as_secs_f64() * 1000.0);
+    println!(
+        "| precompiled artifacts | {:.0} ms |",
+        a.as_secs_f64() * 1000.0
+    );
+    println!(
+        "| compile from components | {:.0} ms |",
+        b.as_secs_f64() * 1000.0
+    );
     println!("speed-up: {:.1}x", b.as_secs_f64() / a.as_secs_f64());
 }

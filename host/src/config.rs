@@ -56,6 +56,14 @@ pub struct Config {
     /// Directory of the embedded sled store, relative to the config file. Default `data`.
     #[serde(default = "default_store_path")]
     pub store_path: PathBuf,
+    /// Use a Redis server instead of the embedded store, for several replicas:
+    /// `redis://host:port/db`. Default: none (sled at `store_path`).
+    #[serde(default)]
+    pub store_url: Option<String>,
+    /// Prefix of every Redis key, so several deployments can share a server.
+    /// Default `oh:`.
+    #[serde(default = "default_prefix")]
+    pub store_prefix: String,
     /// Secret mixed into the hash that turns subject ids into store keys and buckets, so
     /// keys cannot be reversed by hashing guessed ids. Set it in production.
     #[serde(default = "default_salt")]
@@ -213,6 +221,9 @@ fn default_listen() -> String {
 }
 fn default_store_path() -> PathBuf {
     "data".into()
+}
+fn default_prefix() -> String {
+    "oh:".into()
 }
 fn default_salt() -> String {
     "offerhost-default-salt".into()

@@ -11,7 +11,7 @@ use crate::config::Config;
 use crate::registry::{Actor, Registry, Role};
 use crate::sandbox::{Sandbox, SandboxConfig};
 use crate::slate::SlateService;
-use crate::store::{SledStore, Store};
+use crate::store::{RedisStore, SledStore, Store};
 
 /// Builds the service from `config` on `store` with `clock`: starts the sandbox, opens
 /// the registry and seeds it from the configuration's partners. It calls plugins, so
@@ -36,11 +36,40 @@ pub fn build(
     Ok(Arc::new(SlateService::new(config, registry, store, clock)))
 }
 
-/// Builds the service on the sled store the configuration names, with the system clock.
+/// Builds the service on the store the configuration names (Redis when `store_url` is
+/// set, else sled at `store_path`), with the system clock.
 pub fn build_default(config: Config) -> anyhow::Result<AppState> {
-    let store = SledStore::open(&config.store_path)
-        .with_context(|| format!("opening the store at {}", config.store_path.display()))?;
-    build(config, Arc::new(store), Arc::new(SystemClock))
+    let store: Arc<dyn Store> = match &config.store_url {
+        Some(url) => Arc::new(
+            RedisStore::open(url, &config.store_prefix)
+                .with_context(|| format!("opening the Redis store at {url}"))?,
+        ),
+        None => Arc::new(
+            SledStore::open(&config.store_path)
+                .with_context(|| format!("opening the store at {}", config.store_path.display()))?,
+        ),
+    };
+    build(config, store, Arc::new(SystemClock))
+}
+
+/// How often a replica checks the shared registry for changes made elsewhere.
+pub const REGISTRY_POLL: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Keeps `state`'s snapshot in step with registry changes made by other replicas.
+fn watch_registry(state: &AppState) {
+    let registry = state.registry().clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(REGISTRY_POLL);
+        loop {
+            tick.tick().await;
+            let r = registry.clone();
+            match tokio::task::spawn_blocking(move || r.reload()).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "registry reload failed"),
+                Err(e) => tracing::warn!(error = %e, "registry reload task failed"),
+            }
+        }
+    });
 }
 
 /// Makes sure ops can get in: when the registry has no token yet, registers `token`
@@ -76,6 +105,7 @@ pub async fn serve(
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "listening");
     on_ready(addr);
+    watch_registry(&state);
     axum::serve(listener, app(state.clone()))
         .with_graceful_shutdown(shutdown_signal())
         .await?;

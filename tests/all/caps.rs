@@ -241,6 +241,17 @@ impl Store for FlakyStore {
         }
         self.inner.record_event(e, s, k, now, r)
     }
+    fn try_reserve(
+        &self,
+        e: &str,
+        s: &SubjectKey,
+        l: &[(String, Option<u64>, u32)],
+        k: &[String],
+        now: u64,
+        r: Retention,
+    ) -> Result<bool, StoreError> {
+        self.inner.try_reserve(e, s, l, k, now, r)
+    }
     fn registry(&self) -> Result<(u64, Option<Vec<u8>>), StoreError> {
         self.inner.registry()
     }

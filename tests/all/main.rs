@@ -10,5 +10,7 @@ mod limits;
 mod loading;
 mod ops_rollout;
 mod partner_runs_plugin;
+mod replicas;
 mod restart;
 mod serve_and_demo;
+mod store_backends;

@@ -509,3 +509,59 @@ impl ServerProcess {
         (status, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// A Redis server for the tests.
+
+/// A `redis-server` on a free loopback port, started once per test binary and stopped
+/// when the binary exits. Returns its URL. Each test should use its own key prefix.
+pub fn redis_url() -> String {
+    static URL: OnceLock<String> = OnceLock::new();
+    URL.get_or_init(|| {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot start redis-server ({e}): install it (`apt-get install redis-server`; .ci/run does) to run the Redis backend tests")
+            });
+        let url = format!("redis://127.0.0.1:{port}/");
+        // Leak the child on purpose: it must outlive every test; kill it at exit.
+        let pid = child.id();
+        std::mem::forget(child);
+        extern "C" fn stop() {
+            if let Some(pid) = REDIS_PID.get() {
+                let _ = Command::new("kill").arg(pid.to_string()).status();
+            }
+        }
+        static REDIS_PID: OnceLock<u32> = OnceLock::new();
+        let _ = REDIS_PID.set(pid);
+        unsafe extern "C" {
+            fn atexit(f: extern "C" fn()) -> i32;
+        }
+        // SAFETY: registering a plain function with the C runtime's exit hooks.
+        unsafe { atexit(stop) };
+        let client = std::time::Instant::now();
+        loop {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            assert!(client.elapsed() < std::time::Duration::from_secs(10), "redis-server did not start");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        url
+    })
+    .clone()
+}
+
+/// A fresh key prefix for one test.
+pub fn unique_prefix(name: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "t{}:{name}:{}:",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}

@@ -436,7 +436,32 @@ impl SlateService {
             }
         };
 
-        let picked = rank::rank(&mut runs, &placement, slots, cap_check);
+        // Counting on serve reserves each impression atomically against every cap, so
+        // replicas serving the same subject at once never overshoot.
+        let served_at = now.unix_timestamp() as u64;
+        let mut reserve = |keys: &OfferKeys| {
+            let limits: Vec<(String, Option<u64>, u32)> = self
+                .config
+                .caps
+                .iter()
+                .map(|c| (keys.key(c.scope), c.window.seconds(), c.max))
+                .collect();
+            let event_id = format!("{slate_id}|serve|{}/{}", keys.partner, keys.offer_id);
+            self.store.try_reserve(
+                &event_id,
+                &subject,
+                &limits,
+                &keys.all_keys(),
+                served_at,
+                self.retention,
+            )
+        };
+        let reserve: Option<&mut rank::Reserve<'_>> = if self.config.slate.count_on_serve {
+            Some(&mut reserve)
+        } else {
+            None
+        };
+        let picked = rank::rank(&mut runs, &placement, slots, cap_check, reserve);
         for (i, (run_index, bid, score)) in picked.iter().enumerate() {
             let run = &runs[*run_index];
             slate.offers.push(SlateOffer {
@@ -450,9 +475,8 @@ impl SlateService {
             });
         }
 
-        let served_at = now.unix_timestamp() as u64;
         let record = SlateRecord {
-            slate_id,
+            slate_id: slate_id.clone(),
             subject: subject.clone(),
             placement: placement.id.clone(),
             served_at,
@@ -470,31 +494,14 @@ impl SlateService {
                 })
                 .collect(),
         };
-        if !record.offers.is_empty() {
-            if let Err(e) = self.store.save_slate(&record) {
+        if !record.offers.is_empty()
+            && let Err(e) = self.store.save_slate(&record)
+        {
+            {
                 tracing::error!(error = %e, "could not save slate; events for it will be refused");
                 slate
                     .warnings
                     .push("slate-not-recorded: events for this slate will be refused".into());
-            } else if self.config.slate.count_on_serve {
-                for (i, o) in record.offers.iter().enumerate() {
-                    let keys = OfferKeys {
-                        partner: o.partner.clone(),
-                        offer_id: o.offer_id.clone(),
-                        category: o.category.clone(),
-                    };
-                    let event_id = format!("{}|serve|{i}", record.slate_id);
-                    if let Err(e) = self.store.record_event(
-                        &event_id,
-                        &subject,
-                        &keys.all_keys(),
-                        served_at,
-                        self.retention,
-                    ) {
-                        tracing::error!(error = %e, "could not count impression on serve");
-                        slate.warnings.push("impression-not-counted".into());
-                    }
-                }
             }
         }
 

@@ -7,9 +7,14 @@ use crate::config::PlacementConfig;
 use crate::model::{Bid, DropReason};
 use crate::sandbox::{LogLine, Outcome};
 
-use super::caps::CapCheck;
+use super::caps::{CapCheck, OfferKeys};
 use super::deployment::{DeployedPlugin, Variant};
 use super::{DroppedBid, keys_of};
+use crate::store::StoreError;
+
+/// Atomically counts one impression of an offer if every cap allows it (serve-time
+/// counting); `Ok(false)` when a cap is reached.
+pub(super) type Reserve<'a> = dyn FnMut(&OfferKeys) -> Result<bool, StoreError> + 'a;
 
 /// One plugin's part of a slate.
 pub(super) struct PluginRun {
@@ -44,6 +49,7 @@ pub(super) fn rank(
     placement: &PlacementConfig,
     slots: usize,
     mut caps: Option<CapCheck<'_>>,
+    mut reserve: Option<&mut Reserve<'_>>,
 ) -> Vec<(usize, Bid, f64)> {
     let mut candidates: Vec<(usize, Bid, f64)> = Vec::new();
     for (i, run) in runs.iter_mut().enumerate() {
@@ -110,6 +116,28 @@ pub(super) fn rank(
                 format!("all {slots} slots taken by higher scores"),
             );
         } else {
+            match reserve.as_mut().map(|r| r(&keys)) {
+                Some(Ok(false)) => {
+                    drop_bid(
+                        run,
+                        &bid,
+                        DropReason::Capped,
+                        "cap reached (counted by a concurrent slate)".into(),
+                    );
+                    continue;
+                }
+                Some(Err(e)) => {
+                    tracing::error!(error = %e, "cap reservation failed; failing closed");
+                    drop_bid(
+                        run,
+                        &bid,
+                        DropReason::CapsUnavailable,
+                        "cap counters unwritable; failing closed".into(),
+                    );
+                    continue;
+                }
+                Some(Ok(true)) | None => {}
+            }
             if let Some(check) = &mut caps {
                 check.take(&keys);
             }

@@ -1,11 +1,13 @@
 //! Persistence behind one trait: stored profiles, served slates, cap counters and event
 //! idempotency. [`SledStore`] is the embedded default.
 
+mod redis_store;
 mod sled_store;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+pub use redis_store::RedisStore;
 pub use sled_store::SledStore;
 
 use crate::slate::caps::{CapHistory, Retention};
@@ -115,6 +117,20 @@ pub trait Store: Send + Sync + 'static {
         now: u64,
         retention: Retention,
     ) -> Result<Recorded, StoreError>;
+    /// Atomically: if every `limits` entry `(key, window seconds or None for lifetime,
+    /// max)` of `subject` is still below its max, records event `event_id` with one
+    /// impression on each of `cap_keys` and returns true; otherwise changes nothing and
+    /// returns false. This is how serving counts without overshooting a cap when
+    /// several replicas serve the same subject at once.
+    fn try_reserve(
+        &self,
+        event_id: &str,
+        subject: &SubjectKey,
+        limits: &[(String, Option<u64>, u32)],
+        cap_keys: &[String],
+        now: u64,
+        retention: Retention,
+    ) -> Result<bool, StoreError>;
     /// The registry document and its revision (0 and `None` before the first commit).
     fn registry(&self) -> Result<(u64, Option<Vec<u8>>), StoreError>;
     /// Atomically: if the registry is still at `expected_rev`, stores `doc` as revision

@@ -153,6 +153,55 @@ impl Store for SledStore {
         }
     }
 
+    fn try_reserve(
+        &self,
+        event_id: &str,
+        subject: &SubjectKey,
+        limits: &[(String, Option<u64>, u32)],
+        cap_keys: &[String],
+        now: u64,
+        retention: Retention,
+    ) -> Result<bool, StoreError> {
+        let result = (&self.events, &self.caps).transaction(|(events, caps)| {
+            let read = |key: &str| -> Result<CapHistory, ConflictableTransactionError<StoreError>> {
+                match caps.get(key)? {
+                    Some(bytes) => decode(key, &bytes).map_err(ConflictableTransactionError::Abort),
+                    None => Ok(CapHistory::default()),
+                }
+            };
+            for (k, window, max) in limits {
+                let history = read(&cap_key(subject, k))?;
+                let seen = match window {
+                    None => history.lifetime,
+                    Some(s) => history
+                        .recent
+                        .iter()
+                        .filter(|&&t| t + s > now && t <= now)
+                        .count() as u64,
+                };
+                if seen >= *max as u64 {
+                    return Ok(false);
+                }
+            }
+            if events.get(event_id)?.is_some() {
+                return Ok(false);
+            }
+            events.insert(event_id.as_bytes(), &now.to_be_bytes())?;
+            for k in cap_keys {
+                let key = cap_key(subject, k);
+                let mut history = read(&key)?;
+                history.record(now, retention);
+                caps.insert(key.as_bytes(), encode(&history))?;
+            }
+            Ok(true)
+        });
+        match result {
+            Ok(r) => Ok(r),
+            Err(TransactionError::Abort(e)) => Err(e),
+            Err(TransactionError::Storage(e)) => Err(backend(e)),
+        }
+    }
+
     fn registry(&self) -> Result<(u64, Option<Vec<u8>>), StoreError> {
         let rev = match self.registry.get(REV).map_err(backend)? {
             Some(b) => {

@@ -1,0 +1,347 @@
+//! The Redis backend, for several host replicas sharing caps and deployments.
+//!
+//! Every operation that must be atomic is one Lua script, so it is atomic on the server
+//! whatever the number of replicas: an event id is recorded with `SET NX` and its cap
+//! increments happen in the same script; a registry commit checks the revision, writes
+//! the document, bumps the revision and appends the audit entry in one script.
+//!
+//! Layout (all keys under the configured prefix, default `oh:`):
+//! `profile:{subject}` JSON, `slate:{id}` JSON with a TTL, `event:{id}` marker with a TTL,
+//! `cap:{subject}|{key}:t` sorted set of impression times and `...:n` lifetime count,
+//! `registry:rev`, `registry:doc`, `audit` list, `blob:{key}`.
+
+use redis::{Commands, Script};
+
+use super::{Recorded, SlateRecord, Store, StoreError, SubjectKey};
+use crate::slate::caps::{CapHistory, Retention};
+use crate::slate::profile::Profile;
+
+/// How long event ids are remembered for idempotency: longer than any slate can be
+/// referred to.
+const EVENT_TTL_SECS: u64 = 30 * 86_400;
+
+/// A Redis-backed store.
+pub struct RedisStore {
+    pool: r2d2::Pool<redis::Client>,
+    prefix: String,
+    record_event: Script,
+    try_reserve: Script,
+    commit_registry: Script,
+}
+
+fn backend(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+const RECORD_EVENT: &str = r#"
+-- KEYS[1] event key; KEYS[2..] alternating cap time-set and lifetime-count keys
+-- ARGV: now, event ttl, retention seconds, retention count, member
+local fresh = redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2])
+if not fresh then return 0 end
+local now = tonumber(ARGV[1])
+local keep_secs = tonumber(ARGV[3])
+local keep_count = tonumber(ARGV[4])
+for i = 2, #KEYS, 2 do
+  local times, total = KEYS[i], KEYS[i + 1]
+  redis.call('INCR', total)
+  if keep_count > 0 then
+    redis.call('ZADD', times, now, ARGV[5])
+    redis.call('ZREMRANGEBYSCORE', times, '-inf', now - keep_secs)
+    redis.call('ZREMRANGEBYRANK', times, 0, -(keep_count + 1))
+    redis.call('EXPIRE', times, keep_secs + 60)
+  end
+end
+return 1
+"#;
+
+const TRY_RESERVE: &str = r#"
+-- KEYS[1] event key; KEYS[2..2+2L) limit time-set/lifetime pairs; then cap pairs
+-- ARGV: now, event ttl, retention seconds, retention count, member, L, then per limit
+--       window seconds (-1 = lifetime) and max
+local now = tonumber(ARGV[1])
+local l = tonumber(ARGV[6])
+for i = 0, l - 1 do
+  local times, total = KEYS[2 + 2 * i], KEYS[3 + 2 * i]
+  local window = tonumber(ARGV[7 + 2 * i])
+  local max = tonumber(ARGV[8 + 2 * i])
+  local seen
+  if window < 0 then
+    seen = tonumber(redis.call('GET', total) or '0')
+  else
+    seen = redis.call('ZCOUNT', times, '(' .. (now - window), now)
+  end
+  if seen >= max then return 0 end
+end
+local fresh = redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2])
+if not fresh then return 0 end
+local keep_secs = tonumber(ARGV[3])
+local keep_count = tonumber(ARGV[4])
+for i = 2 + 2 * l, #KEYS, 2 do
+  local times, total = KEYS[i], KEYS[i + 1]
+  redis.call('INCR', total)
+  if keep_count > 0 then
+    redis.call('ZADD', times, now, ARGV[5])
+    redis.call('ZREMRANGEBYSCORE', times, '-inf', now - keep_secs)
+    redis.call('ZREMRANGEBYRANK', times, 0, -(keep_count + 1))
+    redis.call('EXPIRE', times, keep_secs + 60)
+  end
+end
+return 1
+"#;
+
+const COMMIT_REGISTRY: &str = r#"
+-- KEYS: rev, doc, audit; ARGV: expected rev, doc, audit entry, then blob key/value pairs
+local rev = tonumber(redis.call('GET', KEYS[1]) or '0')
+if rev ~= tonumber(ARGV[1]) then return 0 end
+for i = 4, #ARGV, 2 do
+  redis.call('SET', ARGV[i], ARGV[i + 1])
+end
+redis.call('SET', KEYS[2], ARGV[2])
+redis.call('RPUSH', KEYS[3], ARGV[3])
+redis.call('SET', KEYS[1], rev + 1)
+return 1
+"#;
+
+impl RedisStore {
+    /// Connects to `url` (`redis://host:port/db`); keys are prefixed with `prefix`.
+    pub fn open(url: &str, prefix: &str) -> Result<RedisStore, StoreError> {
+        let client = redis::Client::open(url)
+            .map_err(|e| StoreError::Backend(format!("bad Redis URL {url:?}: {e}")))?;
+        let pool = r2d2::Pool::builder()
+            .max_size(16)
+            .connection_timeout(std::time::Duration::from_secs(5))
+            .build(client)
+            .map_err(|e| StoreError::Backend(format!("cannot connect to Redis at {url}: {e}")))?;
+        Ok(RedisStore {
+            pool,
+            prefix: prefix.to_string(),
+            record_event: Script::new(RECORD_EVENT),
+            try_reserve: Script::new(TRY_RESERVE),
+            commit_registry: Script::new(COMMIT_REGISTRY),
+        })
+    }
+
+    fn conn(&self) -> Result<r2d2::PooledConnection<redis::Client>, StoreError> {
+        self.pool.get().map_err(backend)
+    }
+
+    fn key(&self, parts: std::fmt::Arguments<'_>) -> String {
+        format!("{}{}", self.prefix, parts)
+    }
+
+    fn cap_keys(&self, subject: &SubjectKey, key: &str) -> (String, String) {
+        (
+            self.key(format_args!("cap:{}|{key}:t", subject.0)),
+            self.key(format_args!("cap:{}|{key}:n", subject.0)),
+        )
+    }
+}
+
+fn decode<T: serde::de::DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+        key: key.to_string(),
+        message: e.to_string(),
+    })
+}
+
+impl Store for RedisStore {
+    fn profile(&self, subject: &SubjectKey) -> Result<Option<Profile>, StoreError> {
+        let key = self.key(format_args!("profile:{}", subject.0));
+        let bytes: Option<Vec<u8>> = self.conn()?.get(&key).map_err(backend)?;
+        bytes.map(|b| decode(&key, &b)).transpose()
+    }
+
+    fn put_profiles(&self, profiles: &[(SubjectKey, Profile)]) -> Result<(), StoreError> {
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for (subject, profile) in profiles {
+            let bytes = serde_json::to_vec(profile).expect("profiles serialize");
+            pipe.set(self.key(format_args!("profile:{}", subject.0)), bytes)
+                .ignore();
+        }
+        pipe.query::<()>(&mut *self.conn()?).map_err(backend)
+    }
+
+    fn save_slate(&self, slate: &SlateRecord) -> Result<(), StoreError> {
+        let ttl = slate.expires_at.saturating_sub(slate.served_at).max(1);
+        let bytes = serde_json::to_vec(slate).expect("slates serialize");
+        self.conn()?
+            .set_ex::<_, _, ()>(
+                self.key(format_args!("slate:{}", slate.slate_id)),
+                bytes,
+                ttl,
+            )
+            .map_err(backend)
+    }
+
+    fn slate(&self, slate_id: &str, now: u64) -> Result<Option<SlateRecord>, StoreError> {
+        let key = self.key(format_args!("slate:{slate_id}"));
+        let bytes: Option<Vec<u8>> = self.conn()?.get(&key).map_err(backend)?;
+        let record: Option<SlateRecord> = bytes.map(|b| decode(&key, &b)).transpose()?;
+        // The TTL follows Redis's clock; the host's clock decides.
+        Ok(record.filter(|r| r.expires_at > now))
+    }
+
+    fn cap_histories(
+        &self,
+        subject: &SubjectKey,
+        keys: &[String],
+    ) -> Result<Vec<CapHistory>, StoreError> {
+        let mut pipe = redis::pipe();
+        for k in keys {
+            let (times, total) = self.cap_keys(subject, k);
+            pipe.zrange_withscores(times, 0, -1).get(total);
+        }
+        let replies: Vec<redis::Value> = pipe.query(&mut *self.conn()?).map_err(backend)?;
+        let mut out = Vec::with_capacity(keys.len());
+        for pair in replies.chunks(2) {
+            let times: Vec<(String, f64)> =
+                redis::from_redis_value(pair[0].clone()).map_err(backend)?;
+            let total: Option<u64> = redis::from_redis_value(pair[1].clone()).map_err(backend)?;
+            let mut recent: Vec<u64> = times.into_iter().map(|(_, t)| t as u64).collect();
+            recent.sort_unstable();
+            out.push(CapHistory {
+                lifetime: total.unwrap_or(0),
+                recent,
+            });
+        }
+        Ok(out)
+    }
+
+    fn record_event(
+        &self,
+        event_id: &str,
+        subject: &SubjectKey,
+        cap_keys: &[String],
+        now: u64,
+        retention: Retention,
+    ) -> Result<Recorded, StoreError> {
+        let mut inv = self
+            .record_event
+            .key(self.key(format_args!("event:{event_id}")));
+        for k in cap_keys {
+            let (times, total) = self.cap_keys(subject, k);
+            inv.key(times).key(total);
+        }
+        inv.arg(now)
+            .arg(EVENT_TTL_SECS)
+            .arg(retention.seconds)
+            .arg(retention.count)
+            .arg(event_id);
+        let fresh: i64 = inv.invoke(&mut *self.conn()?).map_err(backend)?;
+        Ok(if fresh == 1 {
+            Recorded::New
+        } else {
+            Recorded::Duplicate
+        })
+    }
+
+    fn try_reserve(
+        &self,
+        event_id: &str,
+        subject: &SubjectKey,
+        limits: &[(String, Option<u64>, u32)],
+        cap_keys: &[String],
+        now: u64,
+        retention: Retention,
+    ) -> Result<bool, StoreError> {
+        let mut inv = self
+            .try_reserve
+            .key(self.key(format_args!("event:{event_id}")));
+        for (k, _, _) in limits {
+            let (times, total) = self.cap_keys(subject, k);
+            inv.key(times).key(total);
+        }
+        for k in cap_keys {
+            let (times, total) = self.cap_keys(subject, k);
+            inv.key(times).key(total);
+        }
+        inv.arg(now)
+            .arg(EVENT_TTL_SECS)
+            .arg(retention.seconds)
+            .arg(retention.count)
+            .arg(event_id)
+            .arg(limits.len());
+        for (_, window, max) in limits {
+            inv.arg(window.map_or(-1, |w| w as i64)).arg(*max);
+        }
+        let done: i64 = inv.invoke(&mut *self.conn()?).map_err(backend)?;
+        Ok(done == 1)
+    }
+
+    fn registry(&self) -> Result<(u64, Option<Vec<u8>>), StoreError> {
+        let mut conn = self.conn()?;
+        let (rev, doc): (Option<u64>, Option<Vec<u8>>) = redis::pipe()
+            .get(self.key(format_args!("registry:rev")))
+            .get(self.key(format_args!("registry:doc")))
+            .query(&mut *conn)
+            .map_err(backend)?;
+        Ok((rev.unwrap_or(0), doc))
+    }
+
+    fn commit_registry(
+        &self,
+        expected_rev: u64,
+        doc: &[u8],
+        audit: &[u8],
+        blobs: &[(String, Vec<u8>)],
+    ) -> Result<bool, StoreError> {
+        let mut inv = self
+            .commit_registry
+            .key(self.key(format_args!("registry:rev")));
+        inv.key(self.key(format_args!("registry:doc")))
+            .key(self.key(format_args!("audit")))
+            .arg(expected_rev)
+            .arg(doc)
+            .arg(audit);
+        for (k, v) in blobs {
+            inv.arg(self.key(format_args!("blob:{k}")))
+                .arg(v.as_slice());
+        }
+        let done: i64 = inv.invoke(&mut *self.conn()?).map_err(backend)?;
+        Ok(done == 1)
+    }
+
+    fn blob(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.conn()?
+            .get(self.key(format_args!("blob:{key}")))
+            .map_err(backend)
+    }
+
+    fn put_blob(&self, key: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        self.conn()?
+            .set(self.key(format_args!("blob:{key}")), bytes)
+            .map_err(backend)
+    }
+
+    fn audit(&self, after: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let entries: Vec<Vec<u8>> = self
+            .conn()?
+            .lrange(
+                self.key(format_args!("audit")),
+                after as isize,
+                (after as usize + limit - 1) as isize,
+            )
+            .map_err(backend)?;
+        Ok(entries
+            .into_iter()
+            .enumerate()
+            .map(|(i, e)| (after + 1 + i as u64, e))
+            .collect())
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        // Durability is the Redis server's (AOF/RDB) configuration.
+        Ok(())
+    }
+
+    fn ping(&self) -> Result<(), StoreError> {
+        redis::cmd("PING")
+            .query::<String>(&mut *self.conn()?)
+            .map(|_| ())
+            .map_err(backend)
+    }
+}

@@ -1,0 +1,259 @@
+//! One suite, both backends: sled (embedded) and Redis (a real server).
+
+use std::sync::Arc;
+
+use offerhost::slate::caps::{Retention, Window};
+use offerhost::slate::profile::Profile;
+use offerhost::store::{
+    Recorded, RedisStore, ServedOffer, SlateRecord, SledStore, Store, SubjectKey,
+};
+use offerhost_tests::{redis_url, unique_prefix};
+
+fn backends(name: &str) -> Vec<(&'static str, Arc<dyn Store>, Option<tempfile::TempDir>)> {
+    let dir = tempfile::tempdir().unwrap();
+    let sled: Arc<dyn Store> = Arc::new(SledStore::open(dir.path()).unwrap());
+    let redis: Arc<dyn Store> =
+        Arc::new(RedisStore::open(&redis_url(), &unique_prefix(name)).unwrap());
+    vec![("sled", sled, Some(dir)), ("redis", redis, None)]
+}
+
+const RETAIN: Retention = Retention {
+    seconds: 3600,
+    count: 10,
+};
+
+fn subject(s: &str) -> SubjectKey {
+    SubjectKey::new("salt", s)
+}
+
+#[test]
+fn profiles_and_slates() {
+    for (name, store, _dir) in backends("profiles") {
+        let alice = subject("alice");
+        assert_eq!(store.profile(&alice).unwrap(), None, "{name}");
+        let p = Profile {
+            purchases_90d: Some(7),
+            marketing_consent: true,
+            ..Profile::default()
+        };
+        store.put_profiles(&[(alice.clone(), p.clone())]).unwrap();
+        assert_eq!(store.profile(&alice).unwrap(), Some(p), "{name}");
+
+        let record = SlateRecord {
+            slate_id: "sl_1".into(),
+            subject: alice.clone(),
+            placement: "app-home".into(),
+            served_at: 1000,
+            expires_at: 2000,
+            offers: vec![ServedOffer {
+                partner: "p".into(),
+                plugin: "x".into(),
+                plugin_version: "1.0.0".into(),
+                offer_id: "o".into(),
+                category: "travel".into(),
+                value_minor: 10,
+            }],
+        };
+        store.save_slate(&record).unwrap();
+        assert_eq!(
+            store.slate("sl_1", 1500).unwrap(),
+            Some(record.clone()),
+            "{name}"
+        );
+        assert_eq!(store.slate("sl_1", 2000).unwrap(), None, "{name}: expired");
+        assert_eq!(store.slate("nope", 1500).unwrap(), None, "{name}");
+        store.ping().unwrap();
+    }
+}
+
+#[test]
+fn events_count_once_and_histories_follow_windows() {
+    for (name, store, _dir) in backends("events") {
+        let s = subject("bob");
+        let keys = vec!["offer:p/o".to_string(), "slate".to_string()];
+        assert_eq!(
+            store.record_event("e1", &s, &keys, 1000, RETAIN).unwrap(),
+            Recorded::New,
+            "{name}"
+        );
+        assert_eq!(
+            store.record_event("e1", &s, &keys, 1001, RETAIN).unwrap(),
+            Recorded::Duplicate,
+            "{name}"
+        );
+        assert_eq!(
+            store
+                .record_event("e2", &s, &keys[..1], 1500, RETAIN)
+                .unwrap(),
+            Recorded::New,
+            "{name}"
+        );
+        let h = store.cap_histories(&s, &keys).unwrap();
+        assert_eq!(h[0].lifetime, 2, "{name}");
+        assert_eq!(h[0].recent, vec![1000, 1500], "{name}");
+        assert_eq!(h[1].lifetime, 1, "{name}");
+        assert_eq!(h[0].count(Window::Minutes(10), 1500), 2, "{name}");
+        assert_eq!(h[0].count(Window::Minutes(10), 1700), 1, "{name}");
+        // Older than the retention window: trimmed on the next write.
+        store
+            .record_event("e3", &s, &keys[..1], 1000 + 3600 + 1, RETAIN)
+            .unwrap();
+        let h = store.cap_histories(&s, &keys[..1]).unwrap();
+        assert_eq!(h[0].recent, vec![1500, 4601], "{name}");
+        assert_eq!(h[0].lifetime, 3, "{name}");
+        // Unknown counters are empty, not errors.
+        assert_eq!(
+            store.cap_histories(&subject("nobody"), &keys).unwrap()[0].lifetime,
+            0,
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn concurrent_increments_are_exact() {
+    for (name, store, _dir) in backends("concurrent") {
+        let s = subject("carol");
+        let keys = vec!["partner:p".to_string()];
+        let threads: Vec<_> = (0..8)
+            .map(|t| {
+                let store = store.clone();
+                let s = s.clone();
+                let keys = keys.clone();
+                std::thread::spawn(move || {
+                    let mut new = 0;
+                    for i in 0..50 {
+                        // Every event is sent twice, from two threads' point of view.
+                        for id in [format!("t{t}-e{i}"), format!("t{t}-e{i}")] {
+                            if store
+                                .record_event(
+                                    &id,
+                                    &s,
+                                    &keys,
+                                    2000 + i,
+                                    Retention {
+                                        seconds: 3600,
+                                        count: 1000,
+                                    },
+                                )
+                                .unwrap()
+                                == Recorded::New
+                            {
+                                new += 1;
+                            }
+                        }
+                    }
+                    new
+                })
+            })
+            .collect();
+        let new: u64 = threads.into_iter().map(|t| t.join().unwrap()).sum();
+        assert_eq!(new, 400, "{name}");
+        let h = store.cap_histories(&s, &keys).unwrap();
+        assert_eq!(h[0].lifetime, 400, "{name}: no lost or double counts");
+        assert_eq!(h[0].recent.len(), 400, "{name}");
+    }
+}
+
+#[test]
+fn reservations_never_overshoot_under_concurrency() {
+    for (name, store, _dir) in backends("reserve") {
+        let s = subject("dave");
+        let keys = vec!["offer:p/o".to_string(), "slate".to_string()];
+        let limits = vec![("offer:p/o".to_string(), Some(86_400u64), 5u32)];
+        let threads: Vec<_> = (0..8)
+            .map(|t| {
+                let (store, s, keys, limits) =
+                    (store.clone(), s.clone(), keys.clone(), limits.clone());
+                std::thread::spawn(move || {
+                    (0..20)
+                        .filter(|i| {
+                            store
+                                .try_reserve(&format!("r{t}-{i}"), &s, &limits, &keys, 5000, RETAIN)
+                                .unwrap()
+                        })
+                        .count()
+                })
+            })
+            .collect();
+        let granted: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
+        assert_eq!(granted, 5, "{name}");
+        assert_eq!(
+            store.cap_histories(&s, &keys).unwrap()[0].lifetime,
+            5,
+            "{name}"
+        );
+        // A lifetime limit is checked against the lifetime count.
+        let lifetime = vec![("slate".to_string(), None, 5u32)];
+        assert!(
+            !store
+                .try_reserve("r-x", &s, &lifetime, &keys, 90_000, RETAIN)
+                .unwrap(),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn registry_commits_are_compare_and_set_with_audit() {
+    for (name, store, _dir) in backends("registry") {
+        assert_eq!(store.registry().unwrap(), (0, None), "{name}");
+        let blobs = vec![("wasm/abc".to_string(), vec![1u8, 2, 3])];
+        assert!(
+            store
+                .commit_registry(0, b"doc-1", b"audit-1", &blobs)
+                .unwrap(),
+            "{name}"
+        );
+        assert!(
+            !store.commit_registry(0, b"doc-x", b"audit-x", &[]).unwrap(),
+            "{name}: stale revision loses"
+        );
+        assert!(
+            store.commit_registry(1, b"doc-2", b"audit-2", &[]).unwrap(),
+            "{name}"
+        );
+        assert_eq!(
+            store.registry().unwrap(),
+            (2, Some(b"doc-2".to_vec())),
+            "{name}"
+        );
+        assert_eq!(
+            store.blob("wasm/abc").unwrap(),
+            Some(vec![1, 2, 3]),
+            "{name}"
+        );
+        assert_eq!(store.blob("wasm/none").unwrap(), None, "{name}");
+        store.put_blob("cwasm/abc", b"native").unwrap();
+        assert_eq!(
+            store.blob("cwasm/abc").unwrap(),
+            Some(b"native".to_vec()),
+            "{name}"
+        );
+        let audit = store.audit(0, 10).unwrap();
+        assert_eq!(audit.len(), 2, "{name}");
+        assert_eq!(audit[1].1, b"audit-2".to_vec(), "{name}");
+        assert!(audit[0].0 < audit[1].0, "{name}: ordered");
+        assert_eq!(
+            store.audit(audit[0].0, 10).unwrap().len(),
+            1,
+            "{name}: after"
+        );
+
+        // Racing writers: exactly one wins each revision.
+        let winners: usize = (0..6)
+            .map(|i| {
+                let store = store.clone();
+                std::thread::spawn(move || {
+                    store
+                        .commit_registry(2, format!("doc-r{i}").as_bytes(), b"a", &[])
+                        .unwrap() as usize
+                })
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|t| t.join().unwrap())
+            .sum();
+        assert_eq!(winners, 1, "{name}");
+    }
+}
