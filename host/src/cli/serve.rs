@@ -42,13 +42,11 @@ pub(super) fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(token) = server::ensure_ops_token(&state, preset.as_deref())?
         && preset.is_none()
     {
-        {
-            write_secret(&token_file, &token)?;
-            eprintln!(
-                "no tokens yet: created the ops token `bootstrap-ops`, saved in {} (readable only by you)",
-                token_file.display()
-            );
-        }
+        write_secret(&token_file, &token)?;
+        eprintln!(
+            "no tokens yet: created the ops token `bootstrap-ops`, saved in {} (readable only by you)",
+            token_file.display()
+        );
     }
     runtime()?.block_on(server::serve(state, &listen, |addr| {
         println!("listening on {addr}");

@@ -497,12 +497,10 @@ impl SlateService {
         if !record.offers.is_empty()
             && let Err(e) = self.store.save_slate(&record)
         {
-            {
-                tracing::error!(error = %e, "could not save slate; events for it will be refused");
-                slate
-                    .warnings
-                    .push("slate-not-recorded: events for this slate will be refused".into());
-            }
+            tracing::error!(error = %e, "could not save slate; events for it will be refused");
+            slate
+                .warnings
+                .push("slate-not-recorded: events for this slate will be refused".into());
         }
 
         for (call, report, _) in &shadows {
