@@ -99,6 +99,9 @@ pub struct PluginDiagnostics {
     pub outcome: Outcome,
     /// Wall time of the call as the slate saw it, microseconds.
     pub latency_us: u64,
+    /// The plugin's own time (instantiation and call, as the sandbox measured it),
+    /// microseconds; `latency_us` minus this is time spent waiting for a thread.
+    pub exec_us: u64,
     /// Fuel used.
     pub fuel_used: u64,
     /// Bids returned.
@@ -388,6 +391,7 @@ impl SlateService {
                 outcome: report.outcome,
                 latency,
                 fuel_used: report.cost.fuel_used,
+                exec_us: report.cost.wall_time_us,
                 returned: report.value.as_ref().map_or(0, Vec::len) as u32,
                 bids,
                 dropped: rejected
@@ -530,6 +534,7 @@ impl SlateService {
                     shadow: false,
                     outcome: run.outcome,
                     latency_us: run.latency.as_micros() as u64,
+                    exec_us: run.exec_us,
                     fuel_used: run.fuel_used,
                     bids: run.returned,
                     dropped: run.dropped,
@@ -545,6 +550,7 @@ impl SlateService {
                     bids: report.value.as_ref().map_or(0, Vec::len) as u32,
                     outcome: report.outcome,
                     latency_us: latency.as_micros() as u64,
+                    exec_us: report.cost.wall_time_us,
                     fuel_used: report.cost.fuel_used,
                     dropped: Vec::new(),
                     logs: report.logs,

@@ -25,6 +25,7 @@ pub(super) struct PluginRun {
     pub(super) outcome: Outcome,
     pub(super) latency: Duration,
     pub(super) fuel_used: u64,
+    pub(super) exec_us: u64,
     pub(super) returned: u32,
     /// Bids that follow the contract.
     pub(super) bids: Vec<Bid>,
