@@ -30,7 +30,10 @@ struct Bare {
 
 impl WasiView for Bare {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
@@ -56,7 +59,9 @@ fn bench(c: &mut Criterion) {
 
     let mut cfg = Config::new();
     cfg.wasm_component_model(true)
-        .allocation_strategy(InstanceAllocationStrategy::Pooling(PoolingAllocationConfig::default()));
+        .allocation_strategy(InstanceAllocationStrategy::Pooling(
+            PoolingAllocationConfig::default(),
+        ));
     let engine = Engine::new(&cfg).unwrap();
     let mut linker: Linker<Bare> = Linker::new(&engine);
     wasmtime_wasi::p2::add_to_linker_sync(&mut linker).unwrap();
@@ -67,7 +72,10 @@ fn bench(c: &mut Criterion) {
         tier: Some(wit::types::Tier::Mass),
         lifecycle: None,
         rfm: None,
-        affinities: vec![wit::types::Affinity { category: "grocery".into(), weight: 0.5 }],
+        affinities: vec![wit::types::Affinity {
+            category: "grocery".into(),
+            weight: 0.5,
+        }],
         cobrand_holder: None,
         region: None,
         placement: "app-home".into(),
@@ -85,9 +93,18 @@ fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("call_path");
     group.bench_function("floor", |b| {
         b.iter(|| {
-            let mut store = Store::new(&engine, Bare { wasi: WasiCtx::builder().build(), table: ResourceTable::new() });
+            let mut store = Store::new(
+                &engine,
+                Bare {
+                    wasi: WasiCtx::builder().build(),
+                    table: ResourceTable::new(),
+                },
+            );
             let instance = pre.instantiate(&mut store).unwrap();
-            let bids = instance.offerhost_plugin_bidder().call_bid(&mut store, &wit_features).unwrap();
+            let bids = instance
+                .offerhost_plugin_bidder()
+                .call_bid(&mut store, &wit_features)
+                .unwrap();
             black_box(bids)
         })
     });

@@ -21,9 +21,22 @@ impl Drop for Redis {
 }
 
 fn start_redis() -> (Redis, String) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let child = Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
         .stdout(std::process::Stdio::null())
         .spawn()
         .expect("redis-server on PATH");
@@ -42,18 +55,31 @@ fn bench(c: &mut Criterion) {
     ];
     // What one slate with 4 offers reads: their keys at every scope.
     let keys: Vec<String> = (0..4)
-        .flat_map(|i| [format!("offer:p{i}/o"), format!("partner:p{i}"), format!("category:c{i}")])
+        .flat_map(|i| {
+            [
+                format!("offer:p{i}/o"),
+                format!("partner:p{i}"),
+                format!("category:c{i}"),
+            ]
+        })
         .chain(["slate".to_string()])
         .collect();
-    let one_offer: Vec<String> = ["offer:p0/o", "partner:p0", "category:c0", "slate"].map(String::from).to_vec();
-    let retention = Retention { seconds: 7 * 86_400, count: 10 };
+    let one_offer: Vec<String> = ["offer:p0/o", "partner:p0", "category:c0", "slate"]
+        .map(String::from)
+        .to_vec();
+    let retention = Retention {
+        seconds: 7 * 86_400,
+        count: 10,
+    };
     let subject = SubjectKey::new("salt", "bench-subject");
     let n = AtomicU64::new(0);
 
     let mut group = c.benchmark_group("cap_store");
     for (name, store) in &backends {
         for i in 0..5 {
-            store.record_event(&format!("seed-{i}"), &subject, &keys, 1000 + i, retention).unwrap();
+            store
+                .record_event(&format!("seed-{i}"), &subject, &keys, 1000 + i, retention)
+                .unwrap();
         }
         group.bench_function(format!("{name}/read_13_counters"), |b| {
             b.iter(|| store.cap_histories(&subject, &keys).unwrap())
@@ -62,7 +88,9 @@ fn bench(c: &mut Criterion) {
             b.iter(|| {
                 let i = n.fetch_add(1, Ordering::Relaxed);
                 let id = format!("ev-{name}-{i}");
-                store.record_event(&id, &subject, &one_offer, 2000 + i % 100, retention).unwrap()
+                store
+                    .record_event(&id, &subject, &one_offer, 2000 + i % 100, retention)
+                    .unwrap()
             })
         });
     }

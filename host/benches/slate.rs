@@ -30,7 +30,12 @@ fn service(plugins: usize, dir: &std::path::Path) -> AppState {
             offerhost_plugin_artifacts::AIRLINE.path
         ));
     }
-    let config = Config::parse(&toml, Vec::<(String, String)>::new(), std::path::Path::new("/")).unwrap();
+    let config = Config::parse(
+        &toml,
+        Vec::<(String, String)>::new(),
+        std::path::Path::new("/"),
+    )
+    .unwrap();
     let store = Arc::new(SledStore::open(dir).unwrap());
     offerhost::server::build(config, store, Arc::new(SystemClock)).unwrap()
 }
@@ -51,9 +56,19 @@ fn request(debug: bool) -> SlateRequest {
 }
 
 fn main() {
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
-    let dirs: Vec<_> = COUNTS.iter().map(|_| tempfile::tempdir().unwrap()).collect();
-    let services: Vec<AppState> = COUNTS.iter().zip(&dirs).map(|(n, d)| service(*n, d.path())).collect();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let dirs: Vec<_> = COUNTS
+        .iter()
+        .map(|_| tempfile::tempdir().unwrap())
+        .collect();
+    let services: Vec<AppState> = COUNTS
+        .iter()
+        .zip(&dirs)
+        .map(|(n, d)| service(*n, d.path()))
+        .collect();
 
     let mut c = Criterion::default().configure_from_args();
     {
@@ -73,7 +88,9 @@ fn main() {
     c.final_summary();
 
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    println!("\nhost overhead ({cores} cores; plugin time = sum of the plugins' own time / min(plugins, cores)):");
+    println!(
+        "\nhost overhead ({cores} cores; plugin time = sum of the plugins' own time / min(plugins, cores)):"
+    );
     println!("| plugins | slate mean | plugin time | host overhead |");
     println!("|---|---|---|---|");
     for (n, state) in COUNTS.iter().zip(&services) {
@@ -87,6 +104,9 @@ fn main() {
             plugin_us += exec as f64 / (*n).min(cores) as f64;
         }
         let (s, p) = (slate_us / rounds as f64, plugin_us / rounds as f64);
-        println!("| {n} | {s:.0} µs | {p:.0} µs | {:.0} % |", (1.0 - p / s) * 100.0);
+        println!(
+            "| {n} | {s:.0} µs | {p:.0} µs | {:.0} % |",
+            (1.0 - p / s) * 100.0
+        );
     }
 }

@@ -111,7 +111,13 @@ impl Sandbox {
             .max_memories_per_component(4)
             .max_tables_per_component(8)
             .max_core_instances_per_component(16)
-            .max_memory_size(limits.max_memory_bytes as usize);
+            .max_memory_size(limits.max_memory_bytes as usize)
+            // Reset the first pages of a slot with memset instead of returning them to
+            // the kernel: every call touches them again, and page faults from parallel
+            // calls contend on the process's memory map.
+            .linear_memory_keep_resident(2 << 20)
+            .table_keep_resident(64 << 10)
+            .decommit_batch_size(32);
 
         let mut cfg = Config::new();
         cfg.wasm_component_model(true)

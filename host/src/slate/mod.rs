@@ -15,6 +15,7 @@
 
 pub mod caps;
 pub mod deployment;
+mod pool;
 pub mod profile;
 mod rank;
 
@@ -194,6 +195,8 @@ pub struct SlateService {
     pub(crate) clock: Arc<dyn Clock>,
     retention: Retention,
     holidays: Vec<time::Date>,
+    fanout_workers: usize,
+    pool: pool::FanoutPool,
 }
 
 impl SlateService {
@@ -218,6 +221,10 @@ impl SlateService {
             store,
             clock,
             holidays,
+            fanout_workers: cores() * 2,
+            // Enough threads that plugins hanging until the slate deadline in several
+            // slates at once still leave threads for everyone else.
+            pool: pool::FanoutPool::new((cores() * 8).max(16)),
         }
     }
 
@@ -564,30 +571,49 @@ impl SlateService {
     /// and a `late` report for the rest, in input order.
     async fn fan_out(&self, calls: Vec<Call>) -> Vec<(Call, CallReport<Vec<Bid>>, Duration)> {
         let started = Instant::now();
-        let deadline =
-            tokio::time::Instant::now() + Duration::from_millis(self.config.slate.deadline_ms);
-        let mut set = tokio::task::JoinSet::new();
-        for (i, call) in calls.iter().enumerate() {
-            let sandbox = self.sandbox.clone();
-            let plugin = call.plugin.clone();
-            let variant = call.variant.plugin.clone();
-            let features = call.features.clone();
-            set.spawn_blocking(move || {
-                let report = sandbox.bid(&variant, &features, &plugin.config, &plugin.limits);
-                (i, report, started.elapsed())
-            });
+        let budget = Duration::from_millis(self.config.slate.deadline_ms);
+        let deadline = tokio::time::Instant::now() + budget;
+        // Workers pull calls from a shared list: one thread hand-off per worker rather
+        // than per plugin (a hand-off costs about as much as a small plugin call). On a
+        // multi-threaded runtime the request's own thread works too, so a one-plugin
+        // slate needs no hand-off at all. No call may run past the slate deadline.
+        let jobs: Arc<Vec<Job>> = Arc::new(
+            calls
+                .iter()
+                .map(|c| Job {
+                    plugin: c.variant.plugin.clone(),
+                    features: c.features.clone(),
+                    config: c.plugin.config.clone(),
+                    limits: c.plugin.limits,
+                })
+                .collect(),
+        );
+        let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let inline = tokio::runtime::Handle::current().runtime_flavor()
+            == tokio::runtime::RuntimeFlavor::MultiThread;
+        let helpers = jobs.len().min(self.fanout_workers) - usize::from(inline && !jobs.is_empty());
+        for _ in 0..helpers {
+            let (jobs, next, tx, sandbox) =
+                (jobs.clone(), next.clone(), tx.clone(), self.sandbox.clone());
+            self.pool
+                .spawn(move || work(&sandbox, &jobs, &next, started, budget, &tx));
         }
-        let mut done: Vec<Option<(CallReport<Vec<Bid>>, Duration)>> =
-            vec![None; calls.len()].into_iter().collect();
-        loop {
-            match tokio::time::timeout_at(deadline, set.join_next()).await {
-                Ok(Some(Ok((i, report, latency)))) => done[i] = Some((report, latency)),
-                Ok(Some(Err(e))) => tracing::error!(error = %e, "plugin call task failed"),
+        if inline && !jobs.is_empty() {
+            tokio::task::block_in_place(|| work(&self.sandbox, &jobs, &next, started, budget, &tx));
+        }
+        drop(tx);
+        let mut done: Vec<Option<(CallReport<Vec<Bid>>, Duration)>> = vec![None; calls.len()];
+        let mut remaining = calls.len();
+        while remaining > 0 {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some((i, report, latency))) => {
+                    done[i] = Some((report, latency));
+                    remaining -= 1;
+                }
                 Ok(None) | Err(_) => break,
             }
         }
-        // Calls still running end at their own deadline; nobody waits for them.
-        set.detach_all();
         calls
             .into_iter()
             .zip(done)
@@ -655,6 +681,54 @@ impl SlateService {
             recorded,
             counted_for_caps: counts && recorded == Recorded::New,
         })
+    }
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+
+/// What a fan-out worker needs for one call.
+struct Job {
+    plugin: crate::sandbox::Plugin,
+    features: crate::model::Features,
+    config: Arc<crate::sandbox::PluginConfig>,
+    limits: crate::sandbox::Limits,
+}
+
+type Finished = (usize, CallReport<Vec<Bid>>, Duration);
+
+/// Takes calls off `jobs` until none is left or the slate's `budget` is spent. Each call
+/// runs with its deadline cut to what is left of the budget; one stopped by that cut,
+/// not by its own deadline, is reported `late`.
+fn work(
+    sandbox: &Sandbox,
+    jobs: &[Job],
+    next: &std::sync::atomic::AtomicUsize,
+    started: Instant,
+    budget: Duration,
+    tx: &tokio::sync::mpsc::UnboundedSender<Finished>,
+) {
+    loop {
+        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let left = budget.saturating_sub(started.elapsed());
+        if i >= jobs.len() || left.is_zero() {
+            return;
+        }
+        let job = &jobs[i];
+        let left_ms = (left.as_millis() as u64).max(1);
+        let cut = left_ms < job.limits.deadline_ms;
+        let limits = crate::sandbox::Limits {
+            deadline_ms: job.limits.deadline_ms.min(left_ms),
+            ..job.limits
+        };
+        let mut report = sandbox.bid(&job.plugin, &job.features, &job.config, &limits);
+        if cut && report.outcome == Outcome::Deadline {
+            report.outcome = Outcome::Late;
+        }
+        if tx.send((i, report, started.elapsed())).is_err() {
+            return;
+        }
     }
 }
 
