@@ -5,10 +5,13 @@
 //! increments happen in the same script; a registry commit checks the revision, writes
 //! the document, bumps the revision and appends the audit entry in one script.
 //!
-//! Layout (all keys under the configured prefix, default `oh:`):
-//! `profile:{subject}` JSON, `slate:{id}` JSON with a TTL, `event:{id}` marker with a TTL,
-//! `cap:{subject}|{key}:t` sorted set of impression times and `...:n` lifetime count,
-//! `registry:rev`, `registry:doc`, `audit` list, `blob:{key}`.
+//! Layout (all keys under the configured prefix, default `oh:`): `profile:<subject>` JSON,
+//! `slate:<id>` JSON with a TTL, `event:{<subject>}|<id>` marker with a TTL,
+//! `cap:{<subject>}|<key>:t` sorted set of impression times and `...:n` lifetime count,
+//! `{registry}:rev`, `{registry}:doc`, `{registry}:audit` list, `{registry}:blob:<key>`.
+//! The braces are Redis Cluster hash tags: every key one script touches lives in the
+//! same slot (one subject's counters and events; the whole registry), so the scripts
+//! run unchanged on a cluster.
 
 use redis::{Commands, Script};
 
@@ -90,11 +93,12 @@ return 1
 "#;
 
 const COMMIT_REGISTRY: &str = r#"
--- KEYS: rev, doc, audit; ARGV: expected rev, doc, audit entry, then blob key/value pairs
+-- KEYS: rev, doc, audit, then blob keys; ARGV: expected rev, doc, audit entry, then
+-- the blob values in KEYS order
 local rev = tonumber(redis.call('GET', KEYS[1]) or '0')
 if rev ~= tonumber(ARGV[1]) then return 0 end
-for i = 4, #ARGV, 2 do
-  redis.call('SET', ARGV[i], ARGV[i + 1])
+for i = 4, #KEYS do
+  redis.call('SET', KEYS[i], ARGV[i])
 end
 redis.call('SET', KEYS[2], ARGV[2])
 redis.call('RPUSH', KEYS[3], ARGV[3])
@@ -131,8 +135,8 @@ impl RedisStore {
 
     fn cap_keys(&self, subject: &SubjectKey, key: &str) -> (String, String) {
         (
-            self.key(format_args!("cap:{}|{key}:t", subject.0)),
-            self.key(format_args!("cap:{}|{key}:n", subject.0)),
+            self.key(format_args!("cap:{{{}}}|{key}:t", subject.0)),
+            self.key(format_args!("cap:{{{}}}|{key}:n", subject.0)),
         )
     }
 }
@@ -218,7 +222,7 @@ impl Store for RedisStore {
     ) -> Result<Recorded, StoreError> {
         let mut inv = self
             .record_event
-            .key(self.key(format_args!("event:{event_id}")));
+            .key(self.key(format_args!("event:{{{}}}|{event_id}", subject.0)));
         for k in cap_keys {
             let (times, total) = self.cap_keys(subject, k);
             inv.key(times).key(total);
@@ -247,7 +251,7 @@ impl Store for RedisStore {
     ) -> Result<bool, StoreError> {
         let mut inv = self
             .try_reserve
-            .key(self.key(format_args!("event:{event_id}")));
+            .key(self.key(format_args!("event:{{{}}}|{event_id}", subject.0)));
         for (k, _, _) in limits {
             let (times, total) = self.cap_keys(subject, k);
             inv.key(times).key(total);
@@ -272,8 +276,8 @@ impl Store for RedisStore {
     fn registry(&self) -> Result<(u64, Option<Vec<u8>>), StoreError> {
         let mut conn = self.conn()?;
         let (rev, doc): (Option<u64>, Option<Vec<u8>>) = redis::pipe()
-            .get(self.key(format_args!("registry:rev")))
-            .get(self.key(format_args!("registry:doc")))
+            .get(self.key(format_args!("{{registry}}:rev")))
+            .get(self.key(format_args!("{{registry}}:doc")))
             .query(&mut *conn)
             .map_err(backend)?;
         Ok((rev.unwrap_or(0), doc))
@@ -288,14 +292,14 @@ impl Store for RedisStore {
     ) -> Result<bool, StoreError> {
         let mut inv = self
             .commit_registry
-            .key(self.key(format_args!("registry:rev")));
-        inv.key(self.key(format_args!("registry:doc")))
-            .key(self.key(format_args!("audit")))
+            .key(self.key(format_args!("{{registry}}:rev")));
+        inv.key(self.key(format_args!("{{registry}}:doc")))
+            .key(self.key(format_args!("{{registry}}:audit")))
             .arg(expected_rev)
             .arg(doc)
             .arg(audit);
         for (k, v) in blobs {
-            inv.arg(self.key(format_args!("blob:{k}")))
+            inv.key(self.key(format_args!("{{registry}}:blob:{k}")))
                 .arg(v.as_slice());
         }
         let done: i64 = inv.invoke(&mut *self.conn()?).map_err(backend)?;
@@ -304,13 +308,13 @@ impl Store for RedisStore {
 
     fn blob(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         self.conn()?
-            .get(self.key(format_args!("blob:{key}")))
+            .get(self.key(format_args!("{{registry}}:blob:{key}")))
             .map_err(backend)
     }
 
     fn put_blob(&self, key: &str, bytes: &[u8]) -> Result<(), StoreError> {
         self.conn()?
-            .set(self.key(format_args!("blob:{key}")), bytes)
+            .set(self.key(format_args!("{{registry}}:blob:{key}")), bytes)
             .map_err(backend)
     }
 
@@ -321,7 +325,7 @@ impl Store for RedisStore {
         let entries: Vec<Vec<u8>> = self
             .conn()?
             .lrange(
-                self.key(format_args!("audit")),
+                self.key(format_args!("{{registry}}:audit")),
                 after as isize,
                 (after as usize + limit - 1) as isize,
             )
