@@ -49,7 +49,8 @@ fn the_runner_prints_each_hostile_outcome_and_exits_non_zero_within_the_deadline
         assert!(run.json["bids"].as_array().unwrap().is_empty());
         let wall_us = run.json["cost"]["wall_time_us"].as_u64().unwrap();
         let deadline_us = Limits::default().deadline_ms * 1000;
-        assert!(wall_us <= deadline_us + 5_000, "{package}: {wall_us} us");
+        // Slack for a loaded CI machine; an unstopped loop would run for seconds.
+        assert!(wall_us <= deadline_us + 100_000, "{package}: {wall_us} us");
         // The whole process, compile included, is quick too.
         assert!(elapsed < Duration::from_secs(20), "{package}: {elapsed:?}");
     }
@@ -65,7 +66,8 @@ fn a_loop_with_unlimited_fuel_is_stopped_at_the_deadline() {
     assert_eq!(run.code, 3);
     assert_eq!(run.json["outcome"]["kind"], "deadline");
     let wall_us = run.json["cost"]["wall_time_us"].as_u64().unwrap();
-    assert!((30_000..40_000).contains(&wall_us), "{wall_us} us");
+    // Stopped at the deadline (with slack for a loaded machine), not by fuel.
+    assert!((30_000..150_000).contains(&wall_us), "{wall_us} us");
 }
 
 #[test]

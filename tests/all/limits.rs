@@ -81,7 +81,7 @@ fn deadline() {
         late.cost.wall_time_us
     );
     assert!(
-        late.cost.wall_time_us < 25_000,
+        late.cost.wall_time_us < 115_000,
         "{}",
         late.cost.wall_time_us
     );

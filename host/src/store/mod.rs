@@ -116,11 +116,20 @@ pub trait Store: Send + Sync + 'static {
         cap_keys: &[String],
         now: u64,
         retention: Retention,
-    ) -> Result<Recorded, StoreError>;
+    ) -> Result<Recorded, StoreError> {
+        // A reservation against no limits fails only when the event id was seen before.
+        Ok(
+            if self.try_reserve(event_id, subject, &[], cap_keys, now, retention)? {
+                Recorded::New
+            } else {
+                Recorded::Duplicate
+            },
+        )
+    }
     /// Atomically: if every `limits` entry `(key, window seconds or None for lifetime,
-    /// max)` of `subject` is still below its max, records event `event_id` with one
-    /// impression on each of `cap_keys` and returns true; otherwise changes nothing and
-    /// returns false. This is how serving counts without overshooting a cap when
+    /// max)` of `subject` is still below its max and `event_id` is new, records the event
+    /// with one impression on each of `cap_keys` and returns true; otherwise changes
+    /// nothing and returns false. This is how serving counts without overshooting a cap when
     /// several replicas serve the same subject at once.
     fn try_reserve(
         &self,

@@ -15,7 +15,7 @@
 
 use redis::{Commands, Script};
 
-use super::{Recorded, SlateRecord, Store, StoreError, SubjectKey};
+use super::{SlateRecord, Store, StoreError, SubjectKey};
 use crate::slate::caps::{CapHistory, Retention};
 use crate::slate::profile::Profile;
 
@@ -27,7 +27,6 @@ const EVENT_TTL_SECS: u64 = 30 * 86_400;
 pub struct RedisStore {
     pool: r2d2::Pool<redis::Client>,
     prefix: String,
-    record_event: Script,
     try_reserve: Script,
     commit_registry: Script,
 }
@@ -35,27 +34,6 @@ pub struct RedisStore {
 fn backend(e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(e.to_string())
 }
-
-const RECORD_EVENT: &str = r#"
--- KEYS[1] event key; KEYS[2..] alternating cap time-set and lifetime-count keys
--- ARGV: now, event ttl, retention seconds, retention count, member
-local fresh = redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2])
-if not fresh then return 0 end
-local now = tonumber(ARGV[1])
-local keep_secs = tonumber(ARGV[3])
-local keep_count = tonumber(ARGV[4])
-for i = 2, #KEYS, 2 do
-  local times, total = KEYS[i], KEYS[i + 1]
-  redis.call('INCR', total)
-  if keep_count > 0 then
-    redis.call('ZADD', times, now, ARGV[5])
-    redis.call('ZREMRANGEBYSCORE', times, '-inf', now - keep_secs)
-    redis.call('ZREMRANGEBYRANK', times, 0, -(keep_count + 1))
-    redis.call('EXPIRE', times, keep_secs + 60)
-  end
-end
-return 1
-"#;
 
 const TRY_RESERVE: &str = r#"
 -- KEYS[1] event key; KEYS[2..2+2L) limit time-set/lifetime pairs; then cap pairs
@@ -119,7 +97,6 @@ impl RedisStore {
         Ok(RedisStore {
             pool,
             prefix: prefix.to_string(),
-            record_event: Script::new(RECORD_EVENT),
             try_reserve: Script::new(TRY_RESERVE),
             commit_registry: Script::new(COMMIT_REGISTRY),
         })
@@ -210,34 +187,6 @@ impl Store for RedisStore {
             });
         }
         Ok(out)
-    }
-
-    fn record_event(
-        &self,
-        event_id: &str,
-        subject: &SubjectKey,
-        cap_keys: &[String],
-        now: u64,
-        retention: Retention,
-    ) -> Result<Recorded, StoreError> {
-        let mut inv = self
-            .record_event
-            .key(self.key(format_args!("event:{{{}}}|{event_id}", subject.0)));
-        for k in cap_keys {
-            let (times, total) = self.cap_keys(subject, k);
-            inv.key(times).key(total);
-        }
-        inv.arg(now)
-            .arg(EVENT_TTL_SECS)
-            .arg(retention.seconds)
-            .arg(retention.count)
-            .arg(event_id);
-        let fresh: i64 = inv.invoke(&mut *self.conn()?).map_err(backend)?;
-        Ok(if fresh == 1 {
-            Recorded::New
-        } else {
-            Recorded::Duplicate
-        })
     }
 
     fn try_reserve(

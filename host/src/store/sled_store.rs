@@ -7,7 +7,7 @@ use serde::de::DeserializeOwned;
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 
-use super::{Recorded, SlateRecord, Store, StoreError, SubjectKey};
+use super::{SlateRecord, Store, StoreError, SubjectKey};
 use crate::slate::caps::{CapHistory, Retention};
 use crate::slate::profile::Profile;
 
@@ -118,39 +118,6 @@ impl Store for SledStore {
                 }
             })
             .collect()
-    }
-
-    fn record_event(
-        &self,
-        event_id: &str,
-        subject: &SubjectKey,
-        cap_keys: &[String],
-        now: u64,
-        retention: Retention,
-    ) -> Result<Recorded, StoreError> {
-        let result = (&self.events, &self.caps).transaction(|(events, caps)| {
-            if events.get(event_id)?.is_some() {
-                return Ok(Recorded::Duplicate);
-            }
-            events.insert(event_id.as_bytes(), &now.to_be_bytes())?;
-            for k in cap_keys {
-                let key = cap_key(subject, k);
-                let mut history: CapHistory = match caps.get(&key)? {
-                    Some(bytes) => {
-                        decode(&key, &bytes).map_err(ConflictableTransactionError::Abort)?
-                    }
-                    None => CapHistory::default(),
-                };
-                history.record(now, retention);
-                caps.insert(key.as_bytes(), encode(&history))?;
-            }
-            Ok(Recorded::New)
-        });
-        match result {
-            Ok(r) => Ok(r),
-            Err(TransactionError::Abort(e)) => Err(e),
-            Err(TransactionError::Storage(e)) => Err(backend(e)),
-        }
     }
 
     fn try_reserve(
