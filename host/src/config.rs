@@ -225,8 +225,11 @@ fn default_store_path() -> PathBuf {
 fn default_prefix() -> String {
     "oh:".into()
 }
+/// The salt used when none is configured; `serve` warns about it.
+pub const DEFAULT_SALT: &str = "offerhost-default-salt";
+
 fn default_salt() -> String {
-    "offerhost-default-salt".into()
+    DEFAULT_SALT.into()
 }
 fn default_currency() -> String {
     "CNY".into()
@@ -379,6 +382,12 @@ impl Config {
             return Err(format!(
                 "limits.deadline_ms {} exceeds slate.deadline_ms {}: a plugin could never finish",
                 self.limits.deadline_ms, self.slate.deadline_ms
+            ));
+        }
+        if !(-18 * 60..=18 * 60).contains(&self.utc_offset_minutes) {
+            return Err(format!(
+                "utc_offset_minutes {} must be within -1080..=1080",
+                self.utc_offset_minutes
             ));
         }
         self.rfm.check()?;

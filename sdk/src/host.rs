@@ -52,8 +52,9 @@ pub fn config_or<T: FromStr>(key: &str, default: T) -> Result<T, PluginError> {
     }
 }
 
-/// Writes a log line, tagged by the host with the plugin name and version. The host keeps
-/// a bounded number of bytes per call; a plugin that writes past the budget is stopped.
+/// Writes a log line. The host keeps it with the call's report (the local runner's output,
+/// slate diagnostics), within a per-call byte budget; a plugin that writes past the
+/// budget is stopped.
 pub fn log(level: LogLevel, message: &str) {
     imp::log(level, message)
 }

@@ -673,5 +673,8 @@ fn slates_under_load_while_versions_change_never_fail_or_mix() {
         assert!(n > 0);
         versions.extend(seen);
     }
-    assert!(versions.contains("1.0.0"));
+    assert!(
+        versions.contains("1.0.0") && versions.contains("2.0.0"),
+        "{versions:?}"
+    );
 }

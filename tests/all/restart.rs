@@ -1,4 +1,5 @@
-//! Crash and restart: counters and stored profiles survive a restart on the same store.
+//! Restart: counters, stored profiles and event ids survive a clean restart on the same
+//! store (the real-process variant, stopped by SIGTERM, is in serve_and_demo.rs).
 
 use offerhost_tests::{example_config, host_on, traveller_profile};
 use serde_json::json;

@@ -136,3 +136,39 @@ fn serve_keeps_counters_across_a_restart() {
         "{stderr}"
     );
 }
+
+#[test]
+fn first_start_saves_a_private_ops_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("offerhost.toml");
+    std::fs::write(
+        &config,
+        "store_path = \"state/store\"\n[[placement]]\nid = \"app-home\"\n",
+    )
+    .unwrap();
+    let mut server = ServerProcess::start_with(
+        &[
+            "serve",
+            "--config",
+            config.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        None,
+    );
+    let file = dir.path().join("state/store/bootstrap-ops-token");
+    let token = std::fs::read_to_string(&file)
+        .expect("the token file exists")
+        .trim()
+        .to_string();
+    use std::os::unix::fs::PermissionsExt as _;
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert!(token.starts_with("ofh_") && token.len() > 40, "{token}");
+    server.token = token;
+    let (status, audit) = server.get_as(Some(&server.token.clone()), "/v1/admin/audit");
+    assert_eq!(status, 200, "{audit}");
+    assert_eq!(audit[0]["target"], "token:bootstrap-ops");
+}

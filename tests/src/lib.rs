@@ -364,12 +364,23 @@ pub struct ServerProcess {
 }
 
 impl ServerProcess {
-    /// Starts `offerhost <args>` and waits for its `listening on ADDR` line.
+    /// Starts `offerhost <args>` and waits for its `listening on ADDR` line. The process
+    /// gets [`OPS_TOKEN`] as its bootstrap ops token.
     pub fn start(args: &[&str]) -> ServerProcess {
+        Self::start_with(args, Some(OPS_TOKEN))
+    }
+
+    /// Like [`ServerProcess::start`], with `bootstrap` as `OFFERHOST_BOOTSTRAP_TOKEN`
+    /// (none: the server makes its own).
+    pub fn start_with(args: &[&str], bootstrap: Option<&str>) -> ServerProcess {
         use std::io::BufRead as _;
-        let mut child = offerhost()
+        let mut cmd = offerhost();
+        cmd.env_remove("OFFERHOST_BOOTSTRAP_TOKEN");
+        if let Some(t) = bootstrap {
+            cmd.env("OFFERHOST_BOOTSTRAP_TOKEN", t);
+        }
+        let mut child = cmd
             .args(args)
-            .env("OFFERHOST_BOOTSTRAP_TOKEN", OPS_TOKEN)
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::inherit())
             .spawn()

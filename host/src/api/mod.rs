@@ -29,18 +29,25 @@ pub type AppState = Arc<SlateService>;
 /// The service's router.
 pub fn app(state: AppState) -> Router {
     let http = state.config.http.clone();
+    let short = Duration::from_millis(http.request_timeout_ms);
+    // Uploads compile and smoke-call a component, bulk loads write many profiles: they
+    // get longer than an app request.
+    let long = short.max(Duration::from_secs(120));
     let api = Router::new()
         .route("/v1/slates", post(slates::create))
         .route("/v1/events", post(events::create))
-        .layer(DefaultBodyLimit::max(http.max_body_bytes));
+        .layer(DefaultBodyLimit::max(http.max_body_bytes))
+        .layer(middleware::from_fn_with_state(short, timeout));
     let bulk = Router::new()
         .route("/v1/admin/profiles", post(profiles::bulk_load))
-        .layer(DefaultBodyLimit::max(http.max_bulk_bytes));
+        .layer(DefaultBodyLimit::max(http.max_bulk_bytes))
+        .layer(middleware::from_fn_with_state(long, timeout));
     let uploads = Router::new()
         .route("/v1/admin/partners/{partner}/plugins", post(admin::upload))
         .layer(DefaultBodyLimit::max(
             state.config.registry.max_component_bytes as usize + 1,
-        ));
+        ))
+        .layer(middleware::from_fn_with_state(long, timeout));
     let admin = Router::new()
         .route("/v1/admin/registry", get(admin::registry))
         .route(
@@ -70,7 +77,8 @@ pub fn app(state: AppState) -> Router {
             axum::routing::delete(admin::revoke_token),
         )
         .route("/v1/admin/audit", get(admin::audit))
-        .layer(DefaultBodyLimit::max(http.max_body_bytes));
+        .layer(DefaultBodyLimit::max(http.max_body_bytes))
+        .layer(middleware::from_fn_with_state(short, timeout));
     Router::new()
         .merge(api)
         .merge(bulk)
@@ -79,10 +87,6 @@ pub fn app(state: AppState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .fallback(not_found)
-        .layer(middleware::from_fn_with_state(
-            Duration::from_millis(http.request_timeout_ms),
-            timeout,
-        ))
         .with_state(state)
 }
 

@@ -158,7 +158,7 @@ pub enum ConfigCommand {
         /// `partner/plugin`.
         plugin: String,
         /// Values to set.
-        #[arg(value_name = "KEY=VALUE", value_parser = parse_pair)]
+        #[arg(value_name = "KEY=VALUE", value_parser = super::plugin_run::parse_config)]
         values: Vec<(String, String)>,
         /// Keys to remove.
         #[arg(long)]
@@ -199,13 +199,6 @@ pub enum ProfilesCommand {
         #[arg(long, default_value_t = 5000)]
         batch: usize,
     },
-}
-
-fn parse_pair(s: &str) -> Result<(String, String), String> {
-    match s.split_once('=') {
-        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
-        _ => Err(format!("expected KEY=VALUE, got {s:?}")),
-    }
 }
 
 struct Client {
@@ -470,7 +463,7 @@ pub(super) fn profiles(conn: &Connection, cmd: ProfilesCommand) -> anyhow::Resul
         c.post_bytes("/v1/admin/profiles", body.as_bytes(), &[("content-type", "application/x-ndjson")])
             .with_context(|| {
                 format!(
-                    "batch {} (lines {}..={} of {}): nothing of this batch was stored; {} profiles before it were",
+                    "batch {} (lines {}..={} of {}) failed; a batch is stored whole or not at all, and {} profiles before it were stored",
                     i + 1,
                     loaded + 1,
                     loaded + chunk.len(),

@@ -84,7 +84,8 @@ pub struct PluginRunArgs {
     pub max_log_bytes: u64,
 }
 
-fn parse_config(s: &str) -> Result<(String, String), String> {
+/// Parses `KEY=VALUE`.
+pub(super) fn parse_config(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
         Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
         _ => Err(format!("expected KEY=VALUE, got {s:?}")),

@@ -37,16 +37,29 @@ pub(super) fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = Config::load(&args.config, std::env::vars())?;
     let listen = args.listen.unwrap_or_else(|| config.listen.clone());
     let token_file = config.store_path.join("bootstrap-ops-token");
-    let state = server::build_default(config)?;
-    let preset = std::env::var("OFFERHOST_BOOTSTRAP_TOKEN").ok();
-    if let Some(token) = server::ensure_ops_token(&state, preset.as_deref())?
-        && preset.is_none()
-    {
-        write_secret(&token_file, &token)?;
-        eprintln!(
-            "no tokens yet: created the ops token `bootstrap-ops`, saved in {} (readable only by you)",
-            token_file.display()
+    if config.subject_salt == crate::config::DEFAULT_SALT {
+        tracing::warn!(
+            "subject_salt is the public default: set a secret one, or store keys and canary buckets can be recomputed from guessed subject ids"
         );
+    }
+    let state = server::build_default(config)?;
+    if state.registry().doc().1.tokens.is_empty() {
+        // Save the secret before registering it, so a failed write never leaves a token
+        // nobody knows.
+        let (token, generated) = match std::env::var("OFFERHOST_BOOTSTRAP_TOKEN") {
+            Ok(t) => (t, false),
+            Err(_) => (crate::registry::new_token_secret()?, true),
+        };
+        if generated {
+            write_secret(&token_file, &token)?;
+        }
+        server::ensure_ops_token(&state, Some(&token))?;
+        if generated {
+            eprintln!(
+                "no tokens yet: created the ops token `bootstrap-ops`, saved in {} (readable only by you)",
+                token_file.display()
+            );
+        }
     }
     runtime()?.block_on(server::serve(state, &listen, |addr| {
         println!("listening on {addr}");

@@ -12,8 +12,10 @@ use crate::sandbox::Outcome;
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct QuarantinePolicy {
-    /// Failure share (0..=1) that quarantines. Default 0.5. Failures are every outcome
-    /// but `ok` and `plugin-error` (a plugin that says why it cannot bid is not broken).
+    /// Failure share (0..=1) that quarantines. Default 0.5. Failures are fuel, deadline,
+    /// memory and log limits, traps and invalid output; not `ok`, not `plugin-error` (a
+    /// plugin that says why it cannot bid is not broken), not `late` or
+    /// `instantiation-failed` (the host's capacity, not the plugin's fault).
     pub failure_rate: f64,
     /// Calls in the window before the rate is judged. Default 20.
     pub min_calls: u32,
@@ -59,8 +61,16 @@ pub struct HealthReport {
     pub shadow_differed: u64,
 }
 
+/// Failures the plugin caused. `late` and `instantiation-failed` are the host's
+/// capacity problems and do not count against a plugin.
 fn is_failure(outcome: &Outcome) -> bool {
-    !matches!(outcome, Outcome::Ok | Outcome::PluginError { .. })
+    !matches!(
+        outcome,
+        Outcome::Ok
+            | Outcome::PluginError { .. }
+            | Outcome::Late
+            | Outcome::InstantiationFailed { .. }
+    )
 }
 
 impl Registry {
@@ -104,8 +114,9 @@ impl Registry {
         h.shadow_differed += differed as u64;
     }
 
-    /// Forgets the failure window of `key` (after ops reinstate it).
-    pub(crate) fn reset_health(&self, key: &str) {
+    /// Forgets the failure window of `key` (after ops reinstate it, or when a
+    /// quarantine could not be recorded).
+    pub fn reset_health(&self, key: &str) {
         let mut book = self.health.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(h) = book.get_mut(key) {
             h.window.clear();

@@ -28,7 +28,7 @@ pub use health::{HealthReport, QuarantinePolicy};
 pub use model::{
     AuditEntry, Canary, Partner, PluginEntry, RegistryDoc, Role, TokenMeta, VersionMeta,
 };
-pub use rollout::RolloutAction;
+pub use rollout::{RolloutAction, new_token_secret};
 pub use upload::UploadLimits;
 
 /// Who is making a change.
@@ -98,6 +98,8 @@ pub struct Registry {
     compiled: Mutex<HashMap<String, Plugin>>,
     /// Serializes commits from this process (the revision check covers other processes).
     write_lock: Mutex<()>,
+    /// Serializes installing a snapshot, so an older revision never replaces a newer one.
+    install_lock: Mutex<()>,
     /// Features of the smoke call every upload must pass.
     smoke_features: Features,
     quarantine_policy: QuarantinePolicy,
@@ -126,6 +128,7 @@ impl Registry {
             deployment: ArcSwap::from_pointee(Deployment::default()),
             compiled: Mutex::new(HashMap::new()),
             write_lock: Mutex::new(()),
+            install_lock: Mutex::new(()),
             smoke_features: upload::smoke_features(),
             quarantine_policy,
             health: Mutex::new(Default::default()),
@@ -168,10 +171,19 @@ impl Registry {
     }
 
     fn install(&self, rev: u64, doc: RegistryDoc) -> Result<(), RegistryError> {
-        let deployment = self.build_deployment(&doc)?;
+        let deployment = self.build_deployment(&doc);
+        self.install_built(rev, doc, deployment);
+        Ok(())
+    }
+
+    fn install_built(&self, rev: u64, doc: RegistryDoc, deployment: Deployment) {
+        let _guard = self.install_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let current = self.current.load().0;
+        if rev < current || (rev == current && rev != 0) {
+            return;
+        }
         self.current.store(Arc::new((rev, doc)));
         self.deployment.store(Arc::new(deployment));
-        Ok(())
     }
 
     /// Applies `change` to the document and commits it with an audit entry. `change`
@@ -194,7 +206,7 @@ impl Registry {
             };
             // Build the new snapshot before committing, so a commit never leaves the
             // store with a registry this host cannot load.
-            let deployment = self.build_deployment(&doc)?;
+            let deployment = self.build_deployment(&doc);
             let entry = AuditEntry {
                 seq: 0,
                 at: self.clock.unix(),
@@ -211,9 +223,8 @@ impl Registry {
                 .store
                 .commit_registry(current.0, &doc_bytes, &audit_bytes, &blobs)?
             {
-                let next = Arc::new((current.0 + 1, doc));
-                self.current.store(next.clone());
-                self.deployment.store(Arc::new(deployment));
+                self.install_built(current.0 + 1, doc, deployment);
+                let next = self.current.load_full();
                 tracing::info!(actor = %actor.name, action, target = %entry.target, rev = next.0, "registry change");
                 return Ok(next);
             }
@@ -250,7 +261,9 @@ impl Registry {
         })
     }
 
-    fn build_deployment(&self, doc: &RegistryDoc) -> Result<Deployment, RegistryError> {
+    /// The snapshot for `doc`. A plugin whose stored component cannot be loaded is left
+    /// out (and logged) rather than failing every other plugin with it.
+    fn build_deployment(&self, doc: &RegistryDoc) -> Deployment {
         let mut plugins = Vec::new();
         for entry in doc.plugins.values() {
             if entry.disabled || entry.quarantined.is_some() {
@@ -271,27 +284,35 @@ impl Registry {
                     digest: meta.digest.clone(),
                 })
             };
-            plugins.push(Arc::new(DeployedPlugin {
-                key: entry.key(),
-                partner: partner.id.clone(),
-                weight: partner.weight,
-                allow: partner.allow.clone(),
-                segments: partner.segments.clone(),
-                placements: entry.placements.clone(),
-                active: variant(active)?,
-                canary: match &entry.canary {
-                    Some(c) => Some((variant(&c.version)?, c.bps)),
-                    None => None,
-                },
-                shadow: match &entry.shadow {
-                    Some(v) => Some(variant(v)?),
-                    None => None,
-                },
-                config: Arc::new(entry.config.clone()),
-                limits: entry.limits.unwrap_or(self.limits),
-            }));
+            let deployed = (|| -> Result<DeployedPlugin, RegistryError> {
+                Ok(DeployedPlugin {
+                    key: entry.key(),
+                    partner: partner.id.clone(),
+                    weight: partner.weight,
+                    allow: partner.allow.clone(),
+                    segments: partner.segments.clone(),
+                    placements: entry.placements.clone(),
+                    active: variant(active)?,
+                    canary: match &entry.canary {
+                        Some(c) => Some((variant(&c.version)?, c.bps)),
+                        None => None,
+                    },
+                    shadow: match &entry.shadow {
+                        Some(v) => Some(variant(v)?),
+                        None => None,
+                    },
+                    config: Arc::new(entry.config.clone()),
+                    limits: entry.limits.unwrap_or(self.limits),
+                })
+            })();
+            match deployed {
+                Ok(p) => plugins.push(Arc::new(p)),
+                Err(e) => {
+                    tracing::error!(plugin = %entry.key(), error = %e, "plugin left out of the deployment: it cannot be loaded")
+                }
+            }
         }
-        Ok(Deployment { plugins })
+        Deployment { plugins }
     }
 }
 

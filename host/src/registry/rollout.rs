@@ -97,6 +97,14 @@ fn has_version(entry: &PluginEntry, v: &str) -> Result<(), RegistryError> {
     }
 }
 
+/// A fresh random token secret (`ofh_` and 48 hex digits).
+pub fn new_token_secret() -> Result<String, RegistryError> {
+    let mut bytes = [0u8; 24];
+    getrandom::fill(&mut bytes)
+        .map_err(|e| RegistryError::Invalid(format!("no randomness: {e}")))?;
+    Ok(format!("ofh_{}", hex::encode(bytes)))
+}
+
 impl Registry {
     /// Applies `action` to plugin `key` (`partner/plugin`). Ops only, except that nothing
     /// here is open to partner tokens: rollout is the issuer's decision.
@@ -303,10 +311,7 @@ impl Registry {
         role: Role,
         partner: Option<&str>,
     ) -> Result<String, RegistryError> {
-        let mut bytes = [0u8; 24];
-        getrandom::fill(&mut bytes)
-            .map_err(|e| RegistryError::Invalid(format!("no randomness: {e}")))?;
-        let secret = format!("ofh_{}", hex::encode(bytes));
+        let secret = new_token_secret()?;
         self.add_token(actor, name, role, partner, &secret)?;
         Ok(secret)
     }
@@ -411,9 +416,11 @@ impl Registry {
     pub fn bootstrap(&self, config: &Config) -> Result<(), RegistryError> {
         let actor = Actor::system("bootstrap");
         for p in config.partners.iter() {
-            if self.doc().1.partners.contains_key(&p.id) {
+            let doc = self.doc();
+            if doc.1.plugins.values().any(|e| e.partner == p.id) {
                 continue;
             }
+            // A partner left without a plugin by an earlier failed start is completed.
             self.put_partner(
                 &actor,
                 Partner {

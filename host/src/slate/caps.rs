@@ -72,7 +72,10 @@ impl std::str::FromStr for Window {
                 "window {s:?} must be N followed by m, h, d or w (30m, 12h, 7d, 2w), or `lifetime`"
             )
         };
-        let (digits, unit) = s.split_at(s.len().saturating_sub(1));
+        let Some(unit_at) = s.char_indices().last().map(|(i, _)| i) else {
+            return Err(bad());
+        };
+        let (digits, unit) = s.split_at(unit_at);
         let n: u32 = digits.parse().map_err(|_| bad())?;
         if n == 0 {
             return Err(bad());
@@ -206,7 +209,12 @@ impl CapHistory {
 
     /// Impressions within `window` ending at `now`.
     pub fn count(&self, window: Window, now: u64) -> u64 {
-        match window.seconds() {
+        self.count_within(window.seconds(), now)
+    }
+
+    /// Impressions within the last `seconds` before `now` (`None`: ever).
+    pub fn count_within(&self, seconds: Option<u64>, now: u64) -> u64 {
+        match seconds {
             None => self.lifetime,
             Some(s) => {
                 let cutoff = now.saturating_sub(s);
@@ -269,7 +277,7 @@ mod tests {
         for s in ["30m", "12h", "7d", "2w", "lifetime"] {
             assert_eq!(s.parse::<Window>().unwrap().to_string(), s);
         }
-        for bad in ["", "0d", "7", "d", "7y", "-1h", "forever"] {
+        for bad in ["", "0d", "7", "d", "7y", "-1h", "forever", "7日"] {
             assert!(bad.parse::<Window>().is_err(), "{bad}");
         }
     }

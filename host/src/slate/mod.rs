@@ -373,16 +373,21 @@ impl SlateService {
         let mut runs = Vec::with_capacity(reports.len());
         let mut shadows = Vec::new();
         for (call, report, latency) in reports {
-            if let Some(reason) = self
-                .registry
-                .record_outcome(&call.plugin.key, &report.outcome)
-            {
+            // Shadow calls say nothing about the live version's health.
+            let verdict = if call.shadow {
+                None
+            } else {
+                self.registry
+                    .record_outcome(&call.plugin.key, &report.outcome)
+            };
+            if let Some(reason) = verdict {
                 let registry = self.registry.clone();
                 let key = call.plugin.key.clone();
                 tracing::warn!(plugin = %key, %reason, "quarantining plugin");
                 tokio::task::spawn_blocking(move || {
                     if let Err(e) = registry.quarantine(&key, &reason) {
                         tracing::error!(plugin = %key, error = %e, "quarantine failed");
+                        registry.reset_health(&key);
                     }
                 });
             }

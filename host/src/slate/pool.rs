@@ -20,7 +20,10 @@ impl FanoutPool {
                 .name(format!("offerhost-fanout-{n}"))
                 .spawn(move || {
                     for task in rx.iter() {
-                        task();
+                        // A panic in one call must not take a worker away for good.
+                        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(task)).is_err() {
+                            tracing::error!("a fan-out task panicked");
+                        }
                     }
                 })
                 .expect("the fan-out threads start");

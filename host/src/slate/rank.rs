@@ -86,12 +86,13 @@ pub(super) fn rank(
 
     let mut picked: Vec<(usize, Bid, f64)> = Vec::new();
     for (i, bid, score) in candidates {
-        let run = &mut runs[i];
-        let keys = keys_of(&run.plugin.partner, &bid);
+        // A partner may deploy several plugins: count its offers, not one plugin's.
         let per_partner = picked
             .iter()
-            .filter(|(j, _, _)| runs_partner_eq(*j, i))
+            .filter(|(j, _, _)| runs[*j].plugin.partner == runs[i].plugin.partner)
             .count();
+        let run = &mut runs[i];
+        let keys = keys_of(&run.plugin.partner, &bid);
         let verdict = match &caps {
             None => Some((
                 DropReason::CapsUnavailable,
@@ -156,10 +157,4 @@ pub(super) fn top_offer(bids: &[Bid]) -> Option<String> {
                 .total_cmp(&(b.value_minor as f64 * b.relevance as f64))
         })
         .map(|b| b.offer.id.clone())
-}
-
-/// Runs are one per plugin and one plugin per partner, so equal indexes mean the same
-/// partner.
-fn runs_partner_eq(a: usize, b: usize) -> bool {
-    a == b
 }

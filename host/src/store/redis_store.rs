@@ -15,7 +15,7 @@
 
 use redis::{Commands, Script};
 
-use super::{SlateRecord, Store, StoreError, SubjectKey};
+use super::{SlateRecord, Store, StoreError, SubjectKey, backend, decode};
 use crate::slate::caps::{CapHistory, Retention};
 use crate::slate::profile::Profile;
 
@@ -29,10 +29,6 @@ pub struct RedisStore {
     prefix: String,
     try_reserve: Script,
     commit_registry: Script,
-}
-
-fn backend(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Backend(e.to_string())
 }
 
 const TRY_RESERVE: &str = r#"
@@ -116,13 +112,6 @@ impl RedisStore {
             self.key(format_args!("cap:{{{}}}|{key}:n", subject.0)),
         )
     }
-}
-
-fn decode<T: serde::de::DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, StoreError> {
-    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
-        key: key.to_string(),
-        message: e.to_string(),
-    })
 }
 
 impl Store for RedisStore {
@@ -268,16 +257,16 @@ impl Store for RedisStore {
     }
 
     fn audit(&self, after: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        let Ok(start) = isize::try_from(after) else {
+            return Ok(Vec::new());
+        };
         if limit == 0 {
             return Ok(Vec::new());
         }
+        let stop = start.saturating_add(limit as isize - 1);
         let entries: Vec<Vec<u8>> = self
             .conn()?
-            .lrange(
-                self.key(format_args!("{{registry}}:audit")),
-                after as isize,
-                (after as usize + limit - 1) as isize,
-            )
+            .lrange(self.key(format_args!("{{registry}}:audit")), start, stop)
             .map_err(backend)?;
         Ok(entries
             .into_iter()

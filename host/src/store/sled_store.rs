@@ -3,11 +3,10 @@
 use std::path::Path;
 
 use serde::Serialize;
-use serde::de::DeserializeOwned;
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 
-use super::{SlateRecord, Store, StoreError, SubjectKey};
+use super::{SlateRecord, Store, StoreError, SubjectKey, backend, decode};
 use crate::slate::caps::{CapHistory, Retention};
 use crate::slate::profile::Profile;
 
@@ -21,17 +20,6 @@ pub struct SledStore {
     registry: sled::Tree,
     audit: sled::Tree,
     blobs: sled::Tree,
-}
-
-fn backend(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Backend(e.to_string())
-}
-
-fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, StoreError> {
-    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
-        key: key.to_string(),
-        message: e.to_string(),
-    })
 }
 
 fn encode<T: Serialize>(value: &T) -> Vec<u8> {
@@ -138,14 +126,7 @@ impl Store for SledStore {
             };
             for (k, window, max) in limits {
                 let history = read(&cap_key(subject, k))?;
-                let seen = match window {
-                    None => history.lifetime,
-                    Some(s) => history
-                        .recent
-                        .iter()
-                        .filter(|&&t| t + s > now && t <= now)
-                        .count() as u64,
-                };
+                let seen = history.count_within(*window, now);
                 if seen >= *max as u64 {
                     return Ok(false);
                 }
@@ -225,7 +206,7 @@ impl Store for SledStore {
 
     fn audit(&self, after: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
         self.audit
-            .range((after + 1).to_be_bytes()..)
+            .range(after.saturating_add(1).to_be_bytes()..)
             .take(limit)
             .map(|r| {
                 let (k, v) = r.map_err(backend)?;

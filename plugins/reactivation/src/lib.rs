@@ -13,7 +13,7 @@
 //! | `min_spend_minor` | `20000` | spend needed to earn the bonus, minor units |
 //! | `currency` | `CNY` | currency of bonus and minimum spend |
 //! | `max_recency` | `2` | highest recency bucket that counts as lapsed |
-//! | `bid_minor` | `150` | price per impression at recency 1; less above |
+//! | `bid_minor` | `150` | price per impression at recency 1 (with the default `max_recency`); less above |
 
 use offerhost_sdk::{
     Bid, Features, Money, Offer, OfferPlugin, PluginError, PluginInfo, Reward, Tier, config_or,
@@ -69,7 +69,7 @@ impl OfferPlugin for ComeBack {
         .valid_days(21);
         let relevance = 0.3 + 0.1 * lapse as f32;
         Ok(vec![offer.bid(
-            bid_minor * lapse / max_recency as u64 + 1,
+            (bid_minor * lapse / max_recency as u64).max(1),
             relevance.min(1.0),
         )])
     }
