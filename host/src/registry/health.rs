@@ -35,7 +35,11 @@ impl Default for QuarantinePolicy {
 
 #[derive(Default)]
 pub(crate) struct PluginHealth {
-    window: VecDeque<(u64, bool)>,
+    /// Per-second `(second, calls, failures)`, oldest first: bounded by the window
+    /// length, whatever the call rate.
+    window: VecDeque<(u64, u64, u64)>,
+    calls: u64,
+    failures: u64,
     outcomes: BTreeMap<&'static str, u64>,
     shadow_compared: u64,
     shadow_differed: u64,
@@ -81,17 +85,30 @@ impl Registry {
         let policy = self.quarantine_policy;
         let mut book = self.health.lock().unwrap_or_else(|p| p.into_inner());
         let h = book.entry(key.to_string()).or_default();
-        *h.outcomes.entry(outcome.kind()).or_default() += 1;
-        h.window.push_back((now, is_failure(outcome)));
-        while h
-            .window
-            .front()
-            .is_some_and(|(t, _)| *t + policy.window_secs <= now)
-        {
-            h.window.pop_front();
+        if let Some(count) = h.outcomes.get_mut(outcome.kind()) {
+            *count += 1;
+        } else {
+            h.outcomes.insert(outcome.kind(), 1);
         }
-        let calls = h.window.len() as u64;
-        let failures = h.window.iter().filter(|(_, f)| *f).count() as u64;
+        let failed = is_failure(outcome) as u64;
+        match h.window.back_mut() {
+            Some((second, calls, failures)) if *second == now => {
+                *calls += 1;
+                *failures += failed;
+            }
+            _ => h.window.push_back((now, 1, failed)),
+        }
+        h.calls += 1;
+        h.failures += failed;
+        while let Some(&(second, calls, failures)) = h.window.front() {
+            if second + policy.window_secs > now {
+                break;
+            }
+            h.window.pop_front();
+            h.calls -= calls;
+            h.failures -= failures;
+        }
+        let (calls, failures) = (h.calls, h.failures);
         if h.tripped || calls < policy.min_calls as u64 {
             return None;
         }
@@ -120,6 +137,8 @@ impl Registry {
         let mut book = self.health.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(h) = book.get_mut(key) {
             h.window.clear();
+            h.calls = 0;
+            h.failures = 0;
             h.tripped = false;
         }
     }
@@ -142,8 +161,8 @@ impl Registry {
                 .iter()
                 .map(|(k, v)| (k.to_string(), *v))
                 .collect(),
-            window_calls: h.window.len() as u64,
-            window_failures: h.window.iter().filter(|(_, f)| *f).count() as u64,
+            window_calls: h.calls,
+            window_failures: h.failures,
             quarantined,
             shadow_compared: h.shadow_compared,
             shadow_differed: h.shadow_differed,

@@ -334,6 +334,9 @@ impl Sandbox {
             cost.output_bytes = 0;
         }
         let logs = std::mem::take(&mut store.data_mut().logs);
+        // Tearing the instance down (resetting its pool slot) is part of the call's cost.
+        drop(store);
+        cost.wall_time_us = started.elapsed().as_micros() as u64;
         CallReport {
             outcome,
             value,
