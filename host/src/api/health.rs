@@ -11,7 +11,10 @@ pub(super) async fn healthz() -> Json<Value> {
 }
 
 pub(super) async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    state.store().ping().map_err(ApiError::unavailable)?;
+    state
+        .io(|s| s.ping())
+        .await
+        .map_err(ApiError::unavailable)?;
     let plugins = state.registry().deployment().plugins.len();
     Ok(Json(json!({"status": "ready", "plugins": plugins})))
 }

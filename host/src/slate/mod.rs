@@ -233,6 +233,22 @@ impl SlateService {
         &self.store
     }
 
+    /// Runs a store operation: inline for the embedded store (microseconds), on a
+    /// blocking thread for a networked one, so a slow or unreachable server never stalls
+    /// the async runtime (and request timeouts still fire).
+    pub async fn io<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&dyn Store) -> Result<T, crate::store::StoreError> + Send + 'static,
+    ) -> Result<T, crate::store::StoreError> {
+        if !self.store.is_remote() {
+            return f(self.store.as_ref());
+        }
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || f(store.as_ref()))
+            .await
+            .map_err(|e| crate::store::StoreError::Backend(format!("store task failed: {e}")))?
+    }
+
     /// The plugin registry.
     pub fn registry(&self) -> &Arc<Registry> {
         &self.registry
@@ -296,20 +312,24 @@ impl SlateService {
             diagnostics: req.debug.then(Vec::new),
         };
 
-        let profile = match req.profile {
-            Some(p) => p,
-            None => match self.store.profile(&subject) {
-                Ok(Some(p)) => p,
-                Ok(None) => {
-                    slate.suppressed = Some("no-profile".into());
-                    return Ok(slate);
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "profile lookup failed");
-                    slate.suppressed = Some("profile-unavailable".into());
-                    return Ok(slate);
-                }
-            },
+        let stored = match req.profile {
+            Some(p) => Ok(Some(p)),
+            None => {
+                let who = subject.clone();
+                self.io(move |s| s.profile(&who)).await
+            }
+        };
+        let profile = match stored {
+            Ok(Some(p)) => p,
+            Ok(None) => {
+                slate.suppressed = Some("no-profile".into());
+                return Ok(slate);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "profile lookup failed");
+                slate.suppressed = Some("profile-unavailable".into());
+                return Ok(slate);
+            }
         };
         if !profile.marketing_consent {
             slate.suppressed = Some("no-marketing-consent".into());
@@ -436,7 +456,11 @@ impl SlateService {
                 now.unix_timestamp() as u64,
             ))
         } else {
-            match self.store.cap_histories(&subject, &keys) {
+            let lookup = (subject.clone(), keys.clone());
+            match self
+                .io(move |s| s.cap_histories(&lookup.0, &lookup.1))
+                .await
+            {
                 Ok(histories) => Some(CapCheck::new(
                     &self.config.caps,
                     keys.iter().cloned().zip(histories).collect(),
@@ -510,9 +534,13 @@ impl SlateService {
                 })
                 .collect(),
         };
-        if !record.offers.is_empty()
-            && let Err(e) = self.store.save_slate(&record)
-        {
+        let saved = if record.offers.is_empty() {
+            Ok(())
+        } else {
+            let r = record.clone();
+            self.io(move |s| s.save_slate(&r)).await
+        };
+        if let Err(e) = saved {
             tracing::error!(error = %e, "could not save slate; events for it will be refused");
             slate
                 .warnings

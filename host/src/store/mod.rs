@@ -175,6 +175,11 @@ pub trait Store: Send + Sync + 'static {
     fn audit(&self, after: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, StoreError>;
     /// Makes everything written so far durable.
     fn flush(&self) -> Result<(), StoreError>;
+    /// True when operations cross the network (callers then keep them off async
+    /// threads).
+    fn is_remote(&self) -> bool {
+        false
+    }
     /// A cheap read that proves the store answers (for `/readyz`).
     fn ping(&self) -> Result<(), StoreError>;
 }

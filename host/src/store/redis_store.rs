@@ -87,7 +87,7 @@ impl RedisStore {
             .map_err(|e| StoreError::Backend(format!("bad Redis URL {url:?}: {e}")))?;
         let pool = r2d2::Pool::builder()
             .max_size(16)
-            .connection_timeout(std::time::Duration::from_secs(5))
+            .connection_timeout(std::time::Duration::from_secs(1))
             .build(client)
             .map_err(|e| StoreError::Backend(format!("cannot connect to Redis at {url}: {e}")))?;
         Ok(RedisStore {
@@ -273,6 +273,10 @@ impl Store for RedisStore {
             .enumerate()
             .map(|(i, e)| (after + 1 + i as u64, e))
             .collect())
+    }
+
+    fn is_remote(&self) -> bool {
+        true
     }
 
     fn flush(&self) -> Result<(), StoreError> {
