@@ -384,6 +384,12 @@ impl Config {
                 self.limits.deadline_ms, self.slate.deadline_ms
             ));
         }
+        if self.slate.retention_hours > 720 {
+            return Err(format!(
+                "slate.retention_hours {} exceeds 720: event ids are remembered for 30 days",
+                self.slate.retention_hours
+            ));
+        }
         if !(-18 * 60..=18 * 60).contains(&self.utc_offset_minutes) {
             return Err(format!(
                 "utc_offset_minutes {} must be within -1080..=1080",

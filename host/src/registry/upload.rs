@@ -127,6 +127,12 @@ impl Registry {
                 info.name
             )));
         }
+        if info.categories.len() > 16 || info.categories.iter().any(|c| !is_slug(c, 32)) {
+            return Err(RegistryError::Rejected(format!(
+                "describe lists categories {:?}: at most 16 kebab-case ids of 1..=32 bytes",
+                info.categories
+            )));
+        }
         semver::Version::parse(&info.version).map_err(|e| {
             RegistryError::Rejected(format!(
                 "plugin version {:?} is not semver: {e}",
