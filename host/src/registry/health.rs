@@ -40,6 +40,7 @@ pub(crate) struct PluginHealth {
     window: VecDeque<(u64, u64, u64)>,
     calls: u64,
     failures: u64,
+    exec_us: u64,
     outcomes: BTreeMap<&'static str, u64>,
     shadow_compared: u64,
     shadow_differed: u64,
@@ -63,6 +64,9 @@ pub struct HealthReport {
     pub shadow_compared: u64,
     /// Of those, how many had a different top bid.
     pub shadow_differed: u64,
+    /// The plugin's own time over every counted call (instantiation, call, teardown),
+    /// microseconds.
+    pub exec_us_total: u64,
 }
 
 /// Failures the plugin caused. `late` and `instantiation-failed` are the host's
@@ -80,7 +84,7 @@ fn is_failure(outcome: &Outcome) -> bool {
 impl Registry {
     /// Counts one call's outcome. Returns the quarantine reason when this call tipped
     /// the plugin over the threshold (the caller then quarantines it, off the hot path).
-    pub fn record_outcome(&self, key: &str, outcome: &Outcome) -> Option<String> {
+    pub fn record_outcome(&self, key: &str, outcome: &Outcome, exec_us: u64) -> Option<String> {
         let now = self.clock.unix();
         let policy = self.quarantine_policy;
         let mut book = self.health.lock().unwrap_or_else(|p| p.into_inner());
@@ -90,6 +94,7 @@ impl Registry {
         } else {
             h.outcomes.insert(outcome.kind(), 1);
         }
+        h.exec_us += exec_us;
         let failed = is_failure(outcome) as u64;
         match h.window.back_mut() {
             Some((second, calls, failures)) if *second == now => {
@@ -166,6 +171,7 @@ impl Registry {
             quarantined,
             shadow_compared: h.shadow_compared,
             shadow_differed: h.shadow_differed,
+            exec_us_total: h.exec_us,
         }
     }
 }

@@ -397,8 +397,11 @@ impl SlateService {
             let verdict = if call.shadow {
                 None
             } else {
-                self.registry
-                    .record_outcome(&call.plugin.key, &report.outcome)
+                self.registry.record_outcome(
+                    &call.plugin.key,
+                    &report.outcome,
+                    report.cost.wall_time_us,
+                )
             };
             if let Some(reason) = verdict {
                 let registry = self.registry.clone();
