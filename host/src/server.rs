@@ -55,6 +55,26 @@ pub fn build_default(config: Config) -> anyhow::Result<AppState> {
 /// How often a replica checks the shared registry for changes made elsewhere.
 pub const REGISTRY_POLL: std::time::Duration = std::time::Duration::from_millis(250);
 
+/// How often expired slates and old event ids are swept from the store.
+pub const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Sweeps the store now and then, off the async threads.
+fn sweep_store(state: &AppState) {
+    let state = state.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(SWEEP_EVERY);
+        loop {
+            tick.tick().await;
+            let now = state.clock.unix();
+            match state.io(move |s| s.sweep(now)).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(removed = n, "swept expired slates and event ids"),
+                Err(e) => tracing::warn!(error = %e, "store sweep failed"),
+            }
+        }
+    });
+}
+
 /// Keeps `state`'s snapshot in step with registry changes made by other replicas.
 fn watch_registry(state: &AppState) {
     let registry = state.registry().clone();
@@ -106,6 +126,7 @@ pub async fn serve(
     tracing::info!(%addr, "listening");
     on_ready(addr);
     watch_registry(&state);
+    sweep_store(&state);
     axum::serve(listener, app(state.clone()))
         .with_graceful_shutdown(shutdown_signal())
         .await?;

@@ -257,3 +257,49 @@ fn registry_commits_are_compare_and_set_with_audit() {
         assert_eq!(winners, 1, "{name}");
     }
 }
+
+#[test]
+fn sweeping_forgets_expired_slates_and_old_event_ids() {
+    for (name, store, _dir) in backends("sweep") {
+        let s = subject("erin");
+        let record = |id: &str, expires_at| SlateRecord {
+            slate_id: id.into(),
+            subject: s.clone(),
+            placement: "app-home".into(),
+            served_at: 0,
+            expires_at,
+            offers: vec![],
+        };
+        store.save_slate(&record("old", 1_000)).unwrap();
+        store.save_slate(&record("live", 90_000_000)).unwrap();
+        store
+            .record_event("ancient", &s, &[], 1_000, RETAIN)
+            .unwrap();
+        let now = 1_000 + offerhost::store::EVENT_MEMORY_SECS + 1;
+        store.record_event("recent", &s, &[], now, RETAIN).unwrap();
+        let removed = store.sweep(now).unwrap();
+        assert_eq!(
+            store.slate("live", now).unwrap().map(|r| r.slate_id),
+            Some("live".into()),
+            "{name}"
+        );
+        assert_eq!(store.slate("old", now).unwrap(), None, "{name}");
+        // The recent event id is still remembered.
+        assert_eq!(
+            store.record_event("recent", &s, &[], now, RETAIN).unwrap(),
+            Recorded::Duplicate,
+            "{name}"
+        );
+        if name == "sled" {
+            // Redis expires both by TTL; sled removes them here, so even an earlier
+            // clock no longer finds the slate.
+            assert_eq!(store.slate("old", 500).unwrap(), None, "{name}");
+            assert_eq!(removed, 2, "{name}: one slate and one event id");
+            assert_eq!(
+                store.record_event("ancient", &s, &[], now, RETAIN).unwrap(),
+                Recorded::New,
+                "{name}"
+            );
+        }
+    }
+}

@@ -23,8 +23,8 @@ impl Registry {
             .insert(digest.to_string(), plugin);
     }
 
-    /// Stores the precompiled artifact of an accepted component, if not there yet.
-    pub(crate) fn store_precompiled(&self, digest: &str, bytes: &[u8]) {
+    /// Stores the precompiled artifact of an accepted plugin, if not there yet.
+    pub(crate) fn store_precompiled(&self, digest: &str, plugin: &Plugin) {
         if !self.upload_limits.use_precompiled {
             return;
         }
@@ -32,13 +32,15 @@ impl Registry {
         if matches!(self.store.blob(&key), Ok(Some(_))) {
             return;
         }
-        match self.sandbox.precompile(bytes) {
+        match self.sandbox.precompiled(plugin) {
             Ok(artifact) => {
                 if let Err(e) = self.store.put_blob(&key, &artifact) {
                     tracing::warn!(%digest, error = %e, "could not store the precompiled artifact");
                 }
             }
-            Err(e) => tracing::warn!(%digest, error = %e, "could not precompile"),
+            Err(e) => {
+                tracing::warn!(%digest, error = %e, "could not serialize the compiled plugin")
+            }
         }
     }
 
@@ -76,11 +78,7 @@ impl Registry {
                         "stored component {digest} no longer loads: {e}"
                     ))
                 })?;
-                if self.upload_limits.use_precompiled
-                    && let Ok(artifact) = self.sandbox.precompile(&bytes)
-                {
-                    self.store.put_blob(&key, &artifact)?;
-                }
+                self.store_precompiled(digest, &plugin);
                 plugin
             }
         };

@@ -170,7 +170,7 @@ impl Registry {
         let mut result = meta.clone();
         // The snapshot built inside the commit needs the compiled plugin before its bytes
         // are in the store.
-        self.remember_compiled(&digest, plugin);
+        self.remember_compiled(&digest, plugin.clone());
         self.commit(actor, "upload", vec![(wasm_key(&digest), bytes.to_vec())], |doc| {
             let entry = doc.plugins.entry(key.clone()).or_insert_with(|| PluginEntry {
                 partner: partner.to_string(),
@@ -208,7 +208,7 @@ impl Registry {
                 digest: Some(digest.clone()),
             }))
         })?;
-        self.store_precompiled(&digest, bytes);
+        self.store_precompiled(&digest, &plugin);
         Ok(result)
     }
 }

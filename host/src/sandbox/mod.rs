@@ -88,6 +88,7 @@ pub enum SandboxError {
 #[derive(Clone)]
 pub struct Plugin {
     pre: OfferPluginPre<CallState>,
+    component: Component,
 }
 
 /// The engine, the linker and the epoch ticker.
@@ -169,11 +170,12 @@ impl Sandbox {
         self.prepare(component)
     }
 
-    /// Compiles `bytes` (already accepted by [`Sandbox::load`]) to this engine's native
-    /// artifact, for [`Sandbox::load_precompiled`].
-    pub fn precompile(&self, bytes: &[u8]) -> Result<Vec<u8>, LoadError> {
-        self.engine
-            .precompile_component(bytes)
+    /// The native artifact of a loaded plugin, for [`Sandbox::load_precompiled`]: the
+    /// code [`Sandbox::load`] already compiled, serialized, not compiled again.
+    pub fn precompiled(&self, plugin: &Plugin) -> Result<Vec<u8>, LoadError> {
+        plugin
+            .component
+            .serialize()
             .map_err(|e| LoadError::Compile(format!("{e:#}")))
     }
 
@@ -235,7 +237,7 @@ impl Sandbox {
                 "its `{BIDDER_EXPORT}` export has the wrong shape: {e:#}"
             ))
         })?;
-        Ok(Plugin { pre })
+        Ok(Plugin { pre, component })
     }
 
     /// Calls `describe` in a fresh instance.

@@ -29,6 +29,10 @@ pub enum StoreError {
     },
 }
 
+/// How long event ids are remembered for idempotency: longer than any slate can be
+/// referred to (`slate.retention_hours` is at most 720).
+pub const EVENT_MEMORY_SECS: u64 = 30 * 86_400;
+
 pub(crate) fn backend(e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(e.to_string())
 }
@@ -175,6 +179,11 @@ pub trait Store: Send + Sync + 'static {
     fn audit(&self, after: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, StoreError>;
     /// Makes everything written so far durable.
     fn flush(&self) -> Result<(), StoreError>;
+    /// Forgets slates past their expiry and event ids older than [`EVENT_MEMORY_SECS`]
+    /// (backends with native expiry do nothing). Returns how many records it removed.
+    fn sweep(&self, _now: u64) -> Result<u64, StoreError> {
+        Ok(0)
+    }
     /// True when operations cross the network (callers then keep them off async
     /// threads).
     fn is_remote(&self) -> bool {

@@ -19,9 +19,7 @@ use super::{SlateRecord, Store, StoreError, SubjectKey, backend, decode};
 use crate::slate::caps::{CapHistory, Retention};
 use crate::slate::profile::Profile;
 
-/// How long event ids are remembered for idempotency: longer than any slate can be
-/// referred to.
-const EVENT_TTL_SECS: u64 = 30 * 86_400;
+use super::EVENT_MEMORY_SECS as EVENT_TTL_SECS;
 
 /// A Redis-backed store.
 pub struct RedisStore {

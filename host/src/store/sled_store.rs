@@ -216,6 +216,32 @@ impl Store for SledStore {
             .collect()
     }
 
+    fn sweep(&self, now: u64) -> Result<u64, StoreError> {
+        let mut removed = 0;
+        for entry in self.slates.iter() {
+            let (key, bytes) = entry.map_err(backend)?;
+            // A record that no longer decodes is dropped too: nothing can use it.
+            let expired =
+                serde_json::from_slice::<SlateRecord>(&bytes).map_or(true, |r| r.expires_at <= now);
+            if expired && self.slates.remove(&key).map_err(backend)?.is_some() {
+                removed += 1;
+            }
+        }
+        let cutoff = now.saturating_sub(super::EVENT_MEMORY_SECS);
+        for entry in self.events.iter() {
+            let (key, bytes) = entry.map_err(backend)?;
+            let at = bytes
+                .as_ref()
+                .try_into()
+                .map(u64::from_be_bytes)
+                .unwrap_or(0);
+            if at < cutoff && self.events.remove(&key).map_err(backend)?.is_some() {
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
     fn flush(&self) -> Result<(), StoreError> {
         self.db.flush().map(|_| ()).map_err(backend)
     }
