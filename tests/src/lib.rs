@@ -420,21 +420,9 @@ impl ServerProcess {
         }
     }
 
-    /// POSTs JSON; returns status and JSON body.
+    /// POSTs JSON with this process's token; returns status and JSON body.
     pub fn post(&self, path: &str, body: &Value) -> (u16, Value) {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .build()
-            .into();
-        let mut res = agent
-            .post(&format!("{}{path}", self.base))
-            .header("authorization", &format!("Bearer {}", self.token))
-            .header("content-type", "application/json")
-            .send(body.to_string())
-            .expect("request reaches the server");
-        let status = res.status().as_u16();
-        let text = res.body_mut().read_to_string().unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+        self.post_as(Some(&self.token), path, body)
     }
 
     /// Stops the process with SIGTERM (a graceful shutdown) and waits for it.
@@ -453,6 +441,14 @@ impl Drop for ServerProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// An HTTP client that returns 4xx and 5xx answers instead of failing on them.
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into()
 }
 
 /// What an admin CLI command printed and how it exited.
@@ -486,10 +482,7 @@ pub fn admin_cli(server: &ServerProcess, token: Option<&str>, args: &[&str]) -> 
 impl ServerProcess {
     /// GETs a path with `token`; returns status and JSON body.
     pub fn get_as(&self, token: Option<&str>, path: &str) -> (u16, Value) {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .build()
-            .into();
+        let agent = agent();
         let mut req = agent.get(&format!("{}{path}", self.base));
         if let Some(t) = token {
             req = req.header("authorization", &format!("Bearer {t}"));
@@ -502,10 +495,7 @@ impl ServerProcess {
 
     /// POSTs JSON with `token` (or none).
     pub fn post_as(&self, token: Option<&str>, path: &str, body: &Value) -> (u16, Value) {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .build()
-            .into();
+        let agent = agent();
         let mut req = agent
             .post(&format!("{}{path}", self.base))
             .header("content-type", "application/json");

@@ -88,7 +88,10 @@ impl Registry {
         let now = self.clock.unix();
         let policy = self.quarantine_policy;
         let mut book = self.health.lock().unwrap_or_else(|p| p.into_inner());
-        let h = book.entry(key.to_string()).or_default();
+        if !book.contains_key(key) {
+            book.insert(key.to_string(), PluginHealth::default());
+        }
+        let h = book.get_mut(key).expect("just inserted");
         if let Some(count) = h.outcomes.get_mut(outcome.kind()) {
             *count += 1;
         } else {

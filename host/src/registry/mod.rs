@@ -52,6 +52,18 @@ impl Actor {
         }
     }
 
+    /// Refuses unless the actor is ops: "`name` may not `what`".
+    pub fn require_ops(&self, what: &str) -> Result<(), RegistryError> {
+        if self.role == Role::Ops {
+            Ok(())
+        } else {
+            Err(RegistryError::Forbidden(format!(
+                "{} may not {what}",
+                self.name
+            )))
+        }
+    }
+
     /// May this actor act on `partner`'s plugins?
     pub fn may_manage(&self, partner: &str) -> bool {
         match self.role {

@@ -114,12 +114,7 @@ impl Registry {
         key: &str,
         action: RolloutAction,
     ) -> Result<PluginEntry, RegistryError> {
-        if actor.role != Role::Ops {
-            return Err(RegistryError::Forbidden(format!(
-                "{} may not change rollout state",
-                actor.name
-            )));
-        }
+        actor.require_ops("change rollout state")?;
         let max_memory = self.sandbox.engine_limits().max_memory_bytes;
         let next = self.commit(actor, action.name(), Vec::new(), |doc| {
             let entry = doc
@@ -262,12 +257,7 @@ impl Registry {
 
     /// Adds or updates a partner. Ops only.
     pub fn put_partner(&self, actor: &Actor, partner: Partner) -> Result<Partner, RegistryError> {
-        if actor.role != Role::Ops {
-            return Err(RegistryError::Forbidden(format!(
-                "{} may not manage partners",
-                actor.name
-            )));
-        }
+        actor.require_ops("manage partners")?;
         if !is_slug(&partner.id, 32) {
             return Err(RegistryError::Invalid(format!(
                 "partner id {:?} must be kebab-case, 1..=32 bytes",
@@ -325,12 +315,7 @@ impl Registry {
         partner: Option<&str>,
         secret: &str,
     ) -> Result<(), RegistryError> {
-        if actor.role != Role::Ops {
-            return Err(RegistryError::Forbidden(format!(
-                "{} may not manage tokens",
-                actor.name
-            )));
-        }
+        actor.require_ops("manage tokens")?;
         if !is_slug(name, 64) {
             return Err(RegistryError::Invalid(format!(
                 "token name {name:?} must be kebab-case, 1..=64 bytes"
@@ -385,12 +370,7 @@ impl Registry {
 
     /// Revokes the token named `name`.
     pub fn revoke_token(&self, actor: &Actor, name: &str) -> Result<(), RegistryError> {
-        if actor.role != Role::Ops {
-            return Err(RegistryError::Forbidden(format!(
-                "{} may not manage tokens",
-                actor.name
-            )));
-        }
+        actor.require_ops("manage tokens")?;
         self.commit(actor, "token-revoke", Vec::new(), |doc| {
             let hash = doc
                 .tokens

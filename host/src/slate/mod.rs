@@ -364,14 +364,15 @@ impl SlateService {
             {
                 continue;
             }
-            let features = profile::features_for(
+            // Shared by the active and shadow calls and their fan-out jobs.
+            let features = Arc::new(profile::features_for(
                 &derived,
                 &p.partner,
                 &p.allow,
                 &p.segments,
                 &placement.id,
                 placement.channel,
-            );
+            ));
             if let Some(shadow) = &p.shadow {
                 calls.push(Call {
                     plugin: p.clone(),
@@ -727,7 +728,7 @@ fn cores() -> usize {
 /// What a fan-out worker needs for one call.
 struct Job {
     plugin: crate::sandbox::Plugin,
-    features: crate::model::Features,
+    features: Arc<crate::model::Features>,
     config: Arc<crate::sandbox::PluginConfig>,
     limits: crate::sandbox::Limits,
 }
@@ -772,7 +773,7 @@ fn work(
 struct Call {
     plugin: Arc<DeployedPlugin>,
     variant: Variant,
-    features: crate::model::Features,
+    features: Arc<crate::model::Features>,
     shadow: bool,
 }
 
