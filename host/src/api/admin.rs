@@ -98,7 +98,7 @@ pub(super) async fn upload(
         .get(SIGNATURE_HEADER)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    let bytes = read_body(req, &()).await?;
+    let bytes = read_body(req).await?;
     let registry = state.registry().clone();
     let meta =
         blocking(move || registry.upload(&actor, &partner, &bytes, signature.as_deref())).await?;

@@ -122,25 +122,75 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
                 "send the body as JSON with `Content-Type: application/json`",
             ));
         }
-        let bytes = read_body(req, state).await?;
+        let _ = state;
+        let bytes = read_body(req).await?;
         parse_json(&bytes).map(ApiJson)
     }
 }
 
-/// Reads the body, turning a too-large body into a 413.
-pub async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
-    Bytes::from_request(req, state).await.map_err(|rejection| {
-        let status = rejection.status();
-        if status == StatusCode::PAYLOAD_TOO_LARGE {
+/// The largest body a route group accepts, set on the group as an extension.
+#[derive(Clone, Copy, Debug)]
+pub struct BodyLimit(pub usize);
+
+/// Limit for a route that set none.
+const DEFAULT_BODY_LIMIT: usize = 64 << 10;
+
+/// How much of an oversized body is read and thrown away before the 413 is sent. A
+/// client that is still sending when the server answers and closes gets a broken pipe
+/// instead of the answer; reading what it sends (up to this much) lets it see why.
+const DRAIN_LIMIT: usize = 64 << 20;
+
+/// Reads the body under the route's [`BodyLimit`], turning a too-large body into a 413
+/// the client actually receives.
+pub async fn read_body(req: Request) -> Result<Bytes, ApiError> {
+    use http_body_util::BodyExt;
+
+    let limit = req
+        .extensions()
+        .get::<BodyLimit>()
+        .map_or(DEFAULT_BODY_LIMIT, |l| l.0);
+    let too_large = || {
+        ApiError::client(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body-too-large",
+            format!("the request body is larger than this route accepts ({limit} bytes)"),
+        )
+    };
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > DRAIN_LIMIT as u64) {
+        return Err(too_large());
+    }
+    let mut body = req.into_body();
+    let mut kept = Vec::with_capacity(declared.map_or(0, |n| n.min(limit as u64) as usize));
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
             ApiError::client(
-                status,
-                "body-too-large",
-                "the request body is larger than this route accepts",
+                StatusCode::BAD_REQUEST,
+                "bad-body",
+                format!("the request body could not be read: {e}"),
             )
-        } else {
-            ApiError::client(status, "bad-body", rejection.body_text())
+        })?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        seen = seen.saturating_add(data.len());
+        if seen <= limit {
+            kept.extend_from_slice(&data);
+        } else if seen > DRAIN_LIMIT {
+            break;
+        } else if !kept.is_empty() {
+            kept = Vec::new();
         }
-    })
+    }
+    if seen > limit {
+        return Err(too_large());
+    }
+    Ok(Bytes::from(kept))
 }
 
 /// A JSON body that did not decode: which field (for data errors) and why.

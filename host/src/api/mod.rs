@@ -11,15 +11,16 @@ mod slates;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::Extension;
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::{Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
 pub use admin::SIGNATURE_HEADER;
 pub use auth::Caller;
-pub use error::{ApiError, ApiJson};
+pub use error::{ApiError, ApiJson, BodyLimit};
 
 use crate::slate::SlateService;
 
@@ -36,17 +37,17 @@ pub fn app(state: AppState) -> Router {
     let api = Router::new()
         .route("/v1/slates", post(slates::create))
         .route("/v1/events", post(events::create))
-        .layer(DefaultBodyLimit::max(http.max_body_bytes))
+        .layer(Extension(BodyLimit(http.max_body_bytes)))
         .layer(middleware::from_fn_with_state(short, timeout));
     let bulk = Router::new()
         .route("/v1/admin/profiles", post(profiles::bulk_load))
-        .layer(DefaultBodyLimit::max(http.max_bulk_bytes))
+        .layer(Extension(BodyLimit(http.max_bulk_bytes)))
         .layer(middleware::from_fn_with_state(long, timeout));
     let uploads = Router::new()
         .route("/v1/admin/partners/{partner}/plugins", post(admin::upload))
-        .layer(DefaultBodyLimit::max(
-            state.config.registry.max_component_bytes as usize + 1,
-        ))
+        .layer(Extension(BodyLimit(
+            state.config.registry.max_component_bytes as usize,
+        )))
         .layer(middleware::from_fn_with_state(long, timeout));
     let admin = Router::new()
         .route("/v1/admin/registry", get(admin::registry))
@@ -77,7 +78,7 @@ pub fn app(state: AppState) -> Router {
             axum::routing::delete(admin::revoke_token),
         )
         .route("/v1/admin/audit", get(admin::audit))
-        .layer(DefaultBodyLimit::max(http.max_body_bytes))
+        .layer(Extension(BodyLimit(http.max_body_bytes)))
         .layer(middleware::from_fn_with_state(short, timeout));
     Router::new()
         .merge(api)

@@ -28,7 +28,7 @@ pub(super) async fn bulk_load(
     req: Request,
 ) -> Result<Json<Value>, ApiError> {
     caller.require(&[Role::Ops])?;
-    let body = read_body(req, &()).await?;
+    let body = read_body(req).await?;
     let text = std::str::from_utf8(&body).map_err(|_| {
         ApiError::client(
             StatusCode::BAD_REQUEST,

@@ -281,7 +281,27 @@ impl Client {
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
-        self.finish(req.send(bytes))
+        let res = req.send(bytes).map_err(|e| match e {
+            // The server answered and closed before taking the whole body; say so
+            // rather than a bare "broken pipe".
+            ureq::Error::Io(io)
+                if matches!(
+                    io.kind(),
+                    std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
+                ) =>
+            {
+                ureq::Error::Io(std::io::Error::new(
+                    io.kind(),
+                    format!(
+                        "the server closed the connection while {} bytes were being sent \
+                         (is the body larger than the server accepts?): {io}",
+                        bytes.len()
+                    ),
+                ))
+            }
+            other => other,
+        });
+        self.finish(res)
     }
 
     fn delete(&self, path: &str) -> anyhow::Result<Value> {
