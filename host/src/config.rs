@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::{Channel, is_slug};
 use crate::registry::{QuarantinePolicy, UploadLimits};
+use crate::report::offers::ReportConfig;
 use crate::sandbox::{EngineLimits, Limits, PluginConfig};
 use crate::slate::caps::FrequencyCap;
 use crate::slate::profile::{FeatureField, RfmCutPoints};
@@ -99,6 +100,9 @@ pub struct Config {
     /// Automatic quarantine of failing plugins.
     #[serde(default)]
     pub quarantine: QuarantinePolicy,
+    /// Privacy of partner reports.
+    #[serde(default)]
+    pub reports: ReportConfig,
     /// Where slates are shown.
     #[serde(default, rename = "placement")]
     pub placements: Vec<PlacementConfig>,
@@ -314,6 +318,7 @@ impl Config {
     }
 
     fn check(&self) -> Result<(), String> {
+        self.reports.validate()?;
         let mut seen = std::collections::BTreeSet::new();
         for p in &self.placements {
             if !is_slug(&p.id, 32) {

@@ -75,6 +75,23 @@ fn sweep_store(state: &AppState) {
     });
 }
 
+/// How often pending report aggregates are written to the store.
+pub const AGGREGATE_FLUSH: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Writes pending aggregates to the store every [`AGGREGATE_FLUSH`].
+fn flush_aggregates(state: &AppState) {
+    let state = state.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(AGGREGATE_FLUSH);
+        loop {
+            tick.tick().await;
+            if let Err(e) = state.flush_aggregates().await {
+                tracing::warn!(error = %e, "writing aggregates failed; kept for the next try");
+            }
+        }
+    });
+}
+
 /// Keeps `state`'s snapshot in step with registry changes made by other replicas.
 fn watch_registry(state: &AppState) {
     let registry = state.registry().clone();
@@ -127,9 +144,13 @@ pub async fn serve(
     on_ready(addr);
     watch_registry(&state);
     sweep_store(&state);
+    flush_aggregates(&state);
     axum::serve(listener, app(state.clone()))
         .with_graceful_shutdown(shutdown_signal())
         .await?;
+    if let Err(e) = state.flush_aggregates().await {
+        tracing::error!(error = %e, "could not write the last aggregates");
+    }
     state
         .store()
         .flush()

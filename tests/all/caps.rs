@@ -252,6 +252,16 @@ impl Store for FlakyStore {
     ) -> Result<bool, StoreError> {
         self.inner.try_reserve(e, s, l, k, now, r)
     }
+    fn add_counters(&self, adds: &[offerhost::store::CounterAdd]) -> Result<(), StoreError> {
+        self.inner.add_counters(adds)
+    }
+    fn counters(
+        &self,
+        bucket: &str,
+        members: bool,
+    ) -> Result<Vec<offerhost::store::CounterRow>, StoreError> {
+        self.inner.counters(bucket, members)
+    }
     fn registry(&self) -> Result<(u64, Option<Vec<u8>>), StoreError> {
         self.inner.registry()
     }

@@ -52,7 +52,10 @@ fn profiles_and_slates() {
                 offer_id: "o".into(),
                 category: "travel".into(),
                 value_minor: 10,
+                arm: "1.0.0|active|-".into(),
             }],
+            tier: "high-value".into(),
+            stage: "spending".into(),
         };
         store.save_slate(&record).unwrap();
         assert_eq!(
@@ -269,6 +272,8 @@ fn sweeping_forgets_expired_slates_and_old_event_ids() {
             served_at: 0,
             expires_at,
             offers: vec![],
+            tier: "unknown".into(),
+            stage: "unknown".into(),
         };
         store.save_slate(&record("old", 1_000)).unwrap();
         store.save_slate(&record("live", 90_000_000)).unwrap();
@@ -301,5 +306,62 @@ fn sweeping_forgets_expired_slates_and_old_event_ids() {
                 "{name}"
             );
         }
+    }
+}
+
+#[test]
+fn counters_add_atomically_and_count_distinct_members() {
+    use offerhost::store::CounterAdd;
+    for (name, store, _dir) in backends("counters") {
+        let add = |row: &str, n: u64, member: &str| CounterAdd {
+            bucket: "agg|2026-06-05".into(),
+            row: row.into(),
+            fields: vec![("served".into(), n), ("clicks".into(), 1)],
+            members: vec![member.into()],
+        };
+        // Eight writers add to the same two rows at once, as replicas would.
+        std::thread::scope(|scope| {
+            for t in 0..8 {
+                let store = store.clone();
+                scope.spawn(move || {
+                    for i in 0..50 {
+                        let member = format!("s{}", (t * 50 + i) % 30);
+                        store
+                            .add_counters(&[add("a|x", 2, &member), add("b|y", 1, "only")])
+                            .unwrap();
+                    }
+                });
+            }
+        });
+        // Another bucket stays apart.
+        store
+            .add_counters(&[CounterAdd {
+                bucket: "agg|2026-06-06".into(),
+                row: "a|x".into(),
+                fields: vec![("served".into(), 5)],
+                members: vec![],
+            }])
+            .unwrap();
+        let mut rows = store.counters("agg|2026-06-05", true).unwrap();
+        rows.sort_by(|a, b| a.row.cmp(&b.row));
+        assert_eq!(rows.len(), 2, "{name}");
+        assert_eq!(rows[0].row, "a|x", "{name}");
+        assert_eq!(
+            rows[0].fields["served"], 800,
+            "{name}: lost or doubled increments"
+        );
+        assert_eq!(rows[0].fields["clicks"], 400, "{name}");
+        assert_eq!(rows[0].members.len(), 30, "{name}: members are a set");
+        assert_eq!(rows[1].fields["served"], 400, "{name}");
+        assert_eq!(rows[1].members, vec!["only".to_string()], "{name}");
+        let without = store.counters("agg|2026-06-05", false).unwrap();
+        assert!(without.iter().all(|r| r.members.is_empty()), "{name}");
+        let other = store.counters("agg|2026-06-06", false).unwrap();
+        assert_eq!(other.len(), 1, "{name}");
+        assert_eq!(other[0].fields["served"], 5, "{name}");
+        assert!(
+            store.counters("agg|1999-01-01", true).unwrap().is_empty(),
+            "{name}"
+        );
     }
 }

@@ -288,6 +288,18 @@ impl Host {
         (status, json)
     }
 
+    /// GETs `path` as ops; returns status and the body as text (for `/metrics`).
+    pub async fn text(&self, path: &str) -> (StatusCode, String) {
+        let req = Request::builder().uri(path).body(Body::empty()).unwrap();
+        let res = app(self.state.clone())
+            .oneshot(req)
+            .await
+            .expect("router answers");
+        let status = res.status();
+        let bytes = res.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8_lossy(&bytes).into_owned())
+    }
+
     /// `POST /v1/slates`, expecting 200.
     pub async fn slate(&self, body: Value) -> Value {
         let (status, json) = self.call("POST", "/v1/slates", Some(body)).await;
@@ -373,16 +385,36 @@ impl ServerProcess {
     /// Like [`ServerProcess::start`], with `bootstrap` as `OFFERHOST_BOOTSTRAP_TOKEN`
     /// (none: the server makes its own).
     pub fn start_with(args: &[&str], bootstrap: Option<&str>) -> ServerProcess {
+        Self::spawn(args, bootstrap, None)
+    }
+
+    /// Like [`ServerProcess::start`], with logs at `info` written to `log`.
+    pub fn start_logging(args: &[&str], log: &std::path::Path) -> ServerProcess {
+        Self::spawn(args, Some(OPS_TOKEN), Some(log))
+    }
+
+    fn spawn(
+        args: &[&str],
+        bootstrap: Option<&str>,
+        log: Option<&std::path::Path>,
+    ) -> ServerProcess {
         use std::io::BufRead as _;
         let mut cmd = offerhost();
         cmd.env_remove("OFFERHOST_BOOTSTRAP_TOKEN");
         if let Some(t) = bootstrap {
             cmd.env("OFFERHOST_BOOTSTRAP_TOKEN", t);
         }
+        let stderr = match log {
+            Some(path) => {
+                cmd.env("RUST_LOG", "info");
+                std::process::Stdio::from(std::fs::File::create(path).expect("log file"))
+            }
+            None => std::process::Stdio::inherit(),
+        };
         let mut child = cmd
             .args(args)
             .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("offerhost starts");
         let stdout = child.stdout.take().unwrap();
@@ -493,6 +525,24 @@ impl ServerProcess {
         (status, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
+    /// GETs a path; returns status, content type and the body as text.
+    pub fn get_text(&self, token: Option<&str>, path: &str) -> (u16, String, String) {
+        let agent = agent();
+        let mut req = agent.get(&format!("{}{path}", self.base));
+        if let Some(t) = token {
+            req = req.header("authorization", &format!("Bearer {t}"));
+        }
+        let mut res = req.call().expect("request reaches the server");
+        let status = res.status().as_u16();
+        let kind = res
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        (status, kind, res.body_mut().read_to_string().unwrap())
+    }
+
     /// POSTs JSON with `token` (or none).
     pub fn post_as(&self, token: Option<&str>, path: &str, body: &Value) -> (u16, Value) {
         let agent = agent();
@@ -509,6 +559,38 @@ impl ServerProcess {
         let text = res.body_mut().read_to_string().unwrap();
         (status, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
+}
+
+/// The value of the Prometheus sample `name{labels}` in `text` (labels exactly as
+/// printed, without braces; empty for none), or 0 when absent.
+pub fn metric(text: &str, name: &str, labels: &str) -> f64 {
+    let key = if labels.is_empty() {
+        name.to_string()
+    } else {
+        format!("{name}{{{labels}}}")
+    };
+    text.lines()
+        .find_map(|l| l.strip_prefix(key.as_str())?.strip_prefix(' '))
+        .map(|v| v.trim().parse().expect("a number"))
+        .unwrap_or(0.0)
+}
+
+/// The sum of every sample of `name` whose labels contain all of `having`.
+pub fn metric_sum(text: &str, name: &str, having: &[&str]) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            let labels = series.strip_prefix(name)?;
+            if !(labels.is_empty() || labels.starts_with('{')) {
+                return None;
+            }
+            having
+                .iter()
+                .all(|h| labels.contains(h))
+                .then(|| value.parse::<f64>().ok())?
+        })
+        .sum()
 }
 
 // ---------------------------------------------------------------------------------------

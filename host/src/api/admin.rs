@@ -39,7 +39,8 @@ impl From<RegistryError> for ApiError {
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, RegistryError> + Send + 'static,
 ) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f)
+    let span = tracing::Span::current();
+    tokio::task::spawn_blocking(move || span.in_scope(f))
         .await
         .map_err(ApiError::internal)?
         .map_err(ApiError::from)

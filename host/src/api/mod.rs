@@ -6,6 +6,7 @@ mod error;
 mod events;
 mod health;
 mod profiles;
+mod reports;
 mod slates;
 
 use std::sync::Arc;
@@ -17,6 +18,8 @@ use axum::extract::{Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
 pub use admin::SIGNATURE_HEADER;
 pub use auth::Caller;
@@ -78,6 +81,11 @@ pub fn app(state: AppState) -> Router {
             axum::routing::delete(admin::revoke_token),
         )
         .route("/v1/admin/audit", get(admin::audit))
+        .route("/v1/admin/reports/offers", get(reports::offers))
+        .route(
+            "/v1/admin/plugins/{partner}/{plugin}/readout",
+            get(reports::readout),
+        )
         .layer(Extension(BodyLimit(http.max_body_bytes)))
         .layer(middleware::from_fn_with_state(short, timeout));
     Router::new()
@@ -87,8 +95,30 @@ pub fn app(state: AppState) -> Router {
         .merge(admin)
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/metrics", get(reports::metrics))
         .fallback(not_found)
         .with_state(state)
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(request_span)
+                .on_request(())
+                .on_response(DefaultOnResponse::new().level(tracing::Level::DEBUG)),
+        )
+        // Outermost: every request gets an id before its span opens, and the answer
+        // carries it back (`x-request-id`; a caller's own id is kept).
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+}
+
+/// The span every log line of a request is in: its id, method and path (never the
+/// query string or body, which may carry customer data).
+fn request_span(req: &axum::http::Request<axum::body::Body>) -> tracing::Span {
+    let id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-");
+    tracing::info_span!("request", id, method = %req.method(), path = req.uri().path())
 }
 
 async fn timeout(State(limit): State<Duration>, req: Request, next: Next) -> Response {

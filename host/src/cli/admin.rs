@@ -137,6 +137,14 @@ pub enum PluginsCommand {
         /// `partner/plugin`.
         plugin: String,
     },
+    /// Canary against active (and the shadow's disagreement) with 95 % intervals.
+    Readout {
+        /// `partner/plugin`.
+        plugin: String,
+        /// Print the JSON answer instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Run a version on a request file (as `plugin run` takes) without touching caps.
     Test {
         /// `partner/plugin`.
@@ -148,6 +156,74 @@ pub enum PluginsCommand {
         #[arg(long)]
         version: Option<String>,
     },
+}
+
+/// `offerhost reports ...`
+#[derive(Debug, Subcommand)]
+pub enum ReportsCommand {
+    /// Served offers and events grouped by the dimensions you pick. Ops see exact
+    /// numbers; a partner sees its own offers, with rows of fewer than k customers
+    /// merged and counts noised.
+    Offers {
+        /// First local day (YYYY-MM-DD); default six days before --to.
+        #[arg(long)]
+        from: Option<String>,
+        /// Last local day, inclusive; default today.
+        #[arg(long)]
+        to: Option<String>,
+        /// Only this partner.
+        #[arg(long)]
+        partner: Option<String>,
+        /// Grouping: comma-separated day, partner, plugin, version, offer, placement,
+        /// tier, stage (default offer,placement,tier,stage).
+        #[arg(long)]
+        by: Option<String>,
+        /// Print the JSON answer instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub(super) fn reports(conn: &Connection, cmd: ReportsCommand) -> anyhow::Result<()> {
+    let c = Client::new(conn)?;
+    let ReportsCommand::Offers {
+        from,
+        to,
+        partner,
+        by,
+        json,
+    } = cmd;
+    let mut query = Vec::new();
+    for (name, value) in [("from", from), ("to", to), ("partner", partner), ("by", by)] {
+        if let Some(v) = value {
+            query.push(format!("{name}={}", encode_query(&v)));
+        }
+    }
+    let path = if query.is_empty() {
+        "/v1/admin/reports/offers".to_string()
+    } else {
+        format!("/v1/admin/reports/offers?{}", query.join("&"))
+    };
+    let v = c.get(&path)?;
+    if json {
+        print(&v);
+    } else {
+        let report = serde_json::from_value(v).context("unexpected report answer")?;
+        print!("{}", super::render::report(&report));
+    }
+    Ok(())
+}
+
+/// Percent-encodes a query value (dates, ids and dimension lists need little).
+fn encode_query(v: &str) -> String {
+    v.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b',' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 /// `offerhost config ...`
@@ -409,6 +485,15 @@ pub(super) fn plugins(conn: &Connection, cmd: PluginsCommand) -> anyhow::Result<
             rollout(&c, &plugin, json!({"action": "reinstate"}))?
         }
         PluginsCommand::Health { plugin } => c.get(&format!("{}/health", plugin_path(&plugin)?))?,
+        PluginsCommand::Readout { plugin, json } => {
+            let v = c.get(&format!("{}/readout", plugin_path(&plugin)?))?;
+            if !json {
+                let readout = serde_json::from_value(v).context("unexpected readout answer")?;
+                print!("{}", super::render::readout(&readout));
+                return Ok(());
+            }
+            v
+        }
         PluginsCommand::Test {
             plugin,
             request,

@@ -2,6 +2,7 @@
 
 mod admin;
 mod plugin_run;
+mod render;
 mod serve;
 
 use std::process::ExitCode;
@@ -51,6 +52,9 @@ pub enum Command {
     /// Admin: stored customer profiles.
     #[command(subcommand)]
     Profiles(admin::ProfilesCommand),
+    /// Reports: served offers and events, exact for ops, protected for partners.
+    #[command(subcommand)]
+    Reports(admin::ReportsCommand),
     /// Admin: the audit log of every registry change.
     Audit {
         /// Show entries after this sequence number.
@@ -81,6 +85,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Config(cmd) => admin::config(&cli.connection, cmd),
         Command::Tokens(cmd) => admin::tokens(&cli.connection, cmd),
         Command::Profiles(cmd) => admin::profiles(&cli.connection, cmd),
+        Command::Reports(cmd) => admin::reports(&cli.connection, cmd),
         Command::Audit { after } => admin::audit(&cli.connection, after),
     };
     match result {

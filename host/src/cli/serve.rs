@@ -7,7 +7,7 @@ use anyhow::Context as _;
 use clap::Args;
 
 use crate::config::Config;
-use crate::registry::{Actor, Role};
+use crate::registry::{Actor, Role, RolloutAction};
 use crate::server;
 
 /// Arguments of `offerhost serve`.
@@ -69,6 +69,8 @@ pub(super) fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
 /// The demo's configuration, with plugin paths relative to the data directory.
 const DEMO_CONFIG: &str = include_str!("../../examples/offerhost.toml");
+/// The demo's canary plugin.
+const DEMO_CANARY: &str = "freshmart/freshmart-cashback";
 /// Profiles loaded into the demo store, so requests can name only the subject.
 const DEMO_PROFILES: &str = include_str!("../../examples/profiles.ndjson");
 
@@ -103,6 +105,22 @@ pub(super) fn demo(args: DemoArgs) -> anyhow::Result<()> {
     state.store().put_profiles(&profiles)?;
     let registry = state.registry();
     let actor = Actor::system("demo");
+    // FreshMart's next release runs as a canary on a fifth of customers, so the
+    // readout has two arms to compare.
+    registry.upload(
+        &actor,
+        "freshmart",
+        offerhost_plugin_artifacts::GROCER_NEXT.bytes,
+        None,
+    )?;
+    registry.rollout(
+        &actor,
+        DEMO_CANARY,
+        RolloutAction::Canary {
+            version: "1.1.0".into(),
+            percent: 20.0,
+        },
+    )?;
     let mut tokens = Vec::new();
     for (name, role, partner) in [
         ("demo-ops", Role::Ops, None),
@@ -139,6 +157,11 @@ pub(super) fn demo(args: DemoArgs) -> anyhow::Result<()> {
         println!("# ops: list plugins, read the audit log:");
         println!("offerhost plugins list");
         println!("offerhost audit\n");
+        println!("# measurement: metrics, an exact ops report, a partner's protected report, the canary readout:");
+        println!("curl -s {base}/metrics");
+        println!("offerhost reports offers --by partner,offer,tier");
+        println!("OFFERHOST_TOKEN={} offerhost reports offers", tokens[2].1);
+        println!("offerhost plugins readout {DEMO_CANARY}\n");
         println!("Stop with Ctrl-C.");
         let _ = std::io::stdout().flush();
     }))

@@ -127,6 +127,29 @@ pub enum DropReason {
     Outranked,
 }
 
+impl DropReason {
+    /// The stable kebab-case code.
+    pub fn code(self) -> &'static str {
+        match self {
+            DropReason::BadOfferId => "bad-offer-id",
+            DropReason::BadTitle => "bad-title",
+            DropReason::BadCategory => "bad-category",
+            DropReason::BadReward => "bad-reward",
+            DropReason::BadMoney => "bad-money",
+            DropReason::BadValidDays => "bad-valid-days",
+            DropReason::BadValue => "bad-value",
+            DropReason::BadRelevance => "bad-relevance",
+            DropReason::DuplicateOffer => "duplicate-offer",
+            DropReason::BelowFloor => "below-floor",
+            DropReason::ExcludedCategory => "excluded-category",
+            DropReason::Capped => "capped",
+            DropReason::CapsUnavailable => "caps-unavailable",
+            DropReason::PartnerLimit => "partner-limit",
+            DropReason::Outranked => "outranked",
+        }
+    }
+}
+
 /// Most bytes of an offer id.
 pub const MAX_OFFER_ID: usize = 64;
 /// Most bytes of a title.
@@ -299,4 +322,33 @@ pub fn screen_bids(bids: Vec<Bid>) -> (Vec<Bid>, Vec<RejectedBid>) {
         }
     }
     (kept, rejected)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DropReason::{self, *};
+
+    #[test]
+    fn drop_reason_codes_are_their_serde_names() {
+        let all: [DropReason; 15] = [
+            BadOfferId,
+            BadTitle,
+            BadCategory,
+            BadReward,
+            BadMoney,
+            BadValidDays,
+            BadValue,
+            BadRelevance,
+            DuplicateOffer,
+            BelowFloor,
+            ExcludedCategory,
+            Capped,
+            CapsUnavailable,
+            PartnerLimit,
+            Outranked,
+        ];
+        for r in all {
+            assert_eq!(serde_json::to_value(r).unwrap(), r.code());
+        }
+    }
 }

@@ -71,7 +71,7 @@ pub struct HealthReport {
 
 /// Failures the plugin caused. `late` and `instantiation-failed` are the host's
 /// capacity problems and do not count against a plugin.
-fn is_failure(outcome: &Outcome) -> bool {
+pub(crate) fn is_failure(outcome: &Outcome) -> bool {
     !matches!(
         outcome,
         Outcome::Ok

@@ -20,10 +20,12 @@ use arc_swap::ArcSwap;
 use sha2::{Digest, Sha256};
 
 use crate::clock::Clock;
+use crate::metrics::{ActionLabels, Metrics};
 use crate::model::Features;
 use crate::sandbox::{Limits, Plugin, Sandbox};
 use crate::slate::deployment::{DeployedPlugin, Deployment, Variant};
 use crate::store::{Store, StoreError};
+pub(crate) use health::is_failure;
 pub use health::{HealthReport, QuarantinePolicy};
 pub use model::{
     AuditEntry, Canary, Partner, PluginEntry, RegistryDoc, Role, TokenMeta, VersionMeta,
@@ -116,6 +118,7 @@ pub struct Registry {
     smoke_features: Features,
     quarantine_policy: QuarantinePolicy,
     health: Mutex<health::HealthBook>,
+    metrics: Arc<Metrics>,
 }
 
 const COMMIT_ATTEMPTS: usize = 5;
@@ -144,6 +147,7 @@ impl Registry {
             smoke_features: upload::smoke_features(),
             quarantine_policy,
             health: Mutex::new(Default::default()),
+            metrics: Arc::new(Metrics::default()),
         };
         registry.reload()?;
         Ok(registry)
@@ -157,6 +161,11 @@ impl Registry {
     /// The current document and its revision.
     pub fn doc(&self) -> Arc<(u64, RegistryDoc)> {
         self.current.load_full()
+    }
+
+    /// The service's metrics (kept here because registry changes count in them).
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// The sandbox plugins run in.
@@ -236,6 +245,12 @@ impl Registry {
                 .commit_registry(current.0, &doc_bytes, &audit_bytes, &blobs)?
             {
                 self.install_built(current.0 + 1, doc, deployment);
+                self.metrics
+                    .registry_changes
+                    .get_or_create(&ActionLabels {
+                        action: action.to_string(),
+                    })
+                    .inc();
                 let next = self.current.load_full();
                 tracing::info!(actor = %actor.name, action, target = %entry.target, rev = next.0, "registry change");
                 return Ok(next);

@@ -10,6 +10,7 @@ use super::{
     token_hash,
 };
 use crate::config::Config;
+use crate::metrics::PluginLabels;
 use crate::model::is_slug;
 use crate::sandbox::Limits;
 
@@ -236,13 +237,16 @@ impl Registry {
 
     /// Takes plugin `key` out of slates until ops reinstate it.
     pub fn quarantine(&self, key: &str, reason: &str) -> Result<(), RegistryError> {
+        let mut changed = false;
         self.commit(&Actor::system("system"), "quarantine", Vec::new(), |doc| {
+            changed = false;
             let Some(entry) = doc.plugins.get_mut(key) else {
                 return Ok(None);
             };
             if entry.quarantined.is_some() {
                 return Ok(None);
             }
+            changed = true;
             let before = serde_json::to_value(&*entry).unwrap_or_default();
             entry.quarantined = Some(reason.to_string());
             Ok(Some(AuditParts {
@@ -252,6 +256,15 @@ impl Registry {
                 digest: None,
             }))
         })?;
+        if changed && let Some((partner, plugin)) = key.split_once('/') {
+            self.metrics
+                .quarantines
+                .get_or_create(&PluginLabels {
+                    partner: partner.to_string(),
+                    plugin: plugin.to_string(),
+                })
+                .inc();
+        }
         Ok(())
     }
 

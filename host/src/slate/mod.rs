@@ -27,8 +27,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::Clock;
 use crate::config::{Config, PlacementConfig};
+use crate::metrics::{
+    ArmLabels, EventLabels, Metrics, OutcomeLabels, PlacementLabels, PlacementOnly, ReasonLabels,
+    SlateLabels, VersionLabels,
+};
 use crate::model::{Bid, DropReason, FieldError, Offer, screen_bids};
 use crate::registry::Registry;
+use crate::report::{Aggregator, Cell, field};
 use crate::sandbox::{CallReport, LogLine, Outcome, Sandbox};
 use crate::store::{Recorded, ServedOffer, SlateRecord, Store, SubjectKey};
 use caps::{CapCheck, OfferKeys, Retention};
@@ -197,6 +202,9 @@ pub struct SlateService {
     holidays: Vec<time::Date>,
     fanout_workers: usize,
     pool: pool::FanoutPool,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) aggregates: Aggregator,
+    pub(crate) noise_secret: std::sync::OnceLock<Vec<u8>>,
 }
 
 impl SlateService {
@@ -214,6 +222,9 @@ impl SlateService {
             .filter_map(|d| time::Date::parse(d, format).ok())
             .collect();
         SlateService {
+            metrics: registry.metrics().clone(),
+            aggregates: Aggregator::default(),
+            noise_secret: std::sync::OnceLock::new(),
             retention: Retention::for_caps(&config.caps),
             config,
             sandbox: registry.sandbox().clone(),
@@ -244,7 +255,8 @@ impl SlateService {
             return f(self.store.as_ref());
         }
         let store = self.store.clone();
-        tokio::task::spawn_blocking(move || f(store.as_ref()))
+        let span = tracing::Span::current();
+        tokio::task::spawn_blocking(move || span.in_scope(|| f(store.as_ref())))
             .await
             .map_err(|e| crate::store::StoreError::Backend(format!("store task failed: {e}")))?
     }
@@ -296,8 +308,47 @@ impl SlateService {
         Ok(())
     }
 
+    /// The service's metrics.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
     /// Builds a slate.
     pub async fn slate(&self, req: SlateRequest) -> Result<Slate, SlateError> {
+        let started = Instant::now();
+        let slate = self.build_slate(req).await?;
+        let result = if slate.suppressed.is_some() {
+            "suppressed"
+        } else if slate.offers.is_empty() {
+            "empty"
+        } else {
+            "served"
+        };
+        self.metrics
+            .slate_seconds
+            .get_or_create(&PlacementOnly {
+                placement: slate.placement.clone(),
+            })
+            .observe(started.elapsed().as_secs_f64());
+        self.metrics
+            .slates
+            .get_or_create(&SlateLabels {
+                placement: slate.placement.clone(),
+                result,
+            })
+            .inc();
+        Ok(slate)
+    }
+
+    /// The issuer-local day of `now`, `YYYY-MM-DD`.
+    fn local_day(&self, now: time::OffsetDateTime) -> String {
+        let offset = time::UtcOffset::from_whole_seconds(self.config.utc_offset_minutes * 60)
+            .unwrap_or(time::UtcOffset::UTC);
+        let d = now.to_offset(offset).date();
+        format!("{:04}-{:02}-{:02}", d.year(), d.month() as u8, d.day())
+    }
+
+    async fn build_slate(&self, req: SlateRequest) -> Result<Slate, SlateError> {
         self.validate(&req)?;
         let placement = self.placement(&req.placement)?.clone();
         let subject = self.subject_key(&req.subject);
@@ -373,19 +424,30 @@ impl SlateService {
                 &placement.id,
                 placement.channel,
             ));
+            let canary = p.canary.as_ref().map(|(c, _)| c.version.as_str());
+            let active = p.active.version.as_str();
             if let Some(shadow) = &p.shadow {
                 calls.push(Call {
                     plugin: p.clone(),
                     variant: shadow.clone(),
                     features: features.clone(),
                     shadow: true,
+                    role: "shadow",
+                    arm_row: crate::report::arm_row(&shadow.version, "shadow", Some(active)),
                 });
             }
+            let (role, other) = if canary == Some(variant.version.as_str()) {
+                ("canary", Some(active))
+            } else {
+                ("active", canary)
+            };
             calls.push(Call {
                 plugin: p.clone(),
                 variant: variant.clone(),
                 features,
                 shadow: false,
+                role,
+                arm_row: crate::report::arm_row(&variant.version, role, other),
             });
         }
         let reports = self.fan_out(calls).await;
@@ -394,6 +456,7 @@ impl SlateService {
         let mut runs = Vec::with_capacity(reports.len());
         let mut shadows = Vec::new();
         for (call, report, latency) in reports {
+            self.observe_call(&call, &report, latency);
             // Shadow calls say nothing about the live version's health.
             let verdict = if call.shadow {
                 None
@@ -408,7 +471,9 @@ impl SlateService {
                 let registry = self.registry.clone();
                 let key = call.plugin.key.clone();
                 tracing::warn!(plugin = %key, %reason, "quarantining plugin");
+                let span = tracing::Span::current();
                 tokio::task::spawn_blocking(move || {
+                    let _in_request = span.enter();
                     if let Err(e) = registry.quarantine(&key, &reason) {
                         tracing::error!(plugin = %key, error = %e, "quarantine failed");
                         registry.reset_health(&key);
@@ -423,6 +488,7 @@ impl SlateService {
             runs.push(rank::PluginRun {
                 plugin: call.plugin,
                 variant: call.variant,
+                arm_row: call.arm_row,
                 top_offer: None,
                 outcome: report.outcome,
                 latency,
@@ -519,8 +585,14 @@ impl SlateService {
             });
         }
 
+        let tier = label(&derived.tier);
+        let stage = label(&derived.lifecycle);
+        self.count_served(&runs, &picked, &placement.id, &subject, &tier, &stage, now);
+
         let record = SlateRecord {
             slate_id: slate_id.clone(),
+            tier,
+            stage,
             subject: subject.clone(),
             placement: placement.id.clone(),
             served_at,
@@ -535,6 +607,10 @@ impl SlateService {
                     offer_id: o.offer.id.clone(),
                     category: o.offer.category.clone(),
                     value_minor: o.value_minor,
+                    arm: picked
+                        .get(o.rank as usize - 1)
+                        .map(|(i, _, _)| runs[*i].arm_row.clone())
+                        .unwrap_or_default(),
                 })
                 .collect(),
         };
@@ -558,8 +634,17 @@ impl SlateService {
                 .and_then(|r| r.top_offer.clone());
             let shadow_top =
                 rank::top_offer(&screen_bids(report.value.clone().unwrap_or_default()).0);
-            self.registry
-                .record_shadow(&call.plugin.key, active_top != shadow_top);
+            let differed = active_top != shadow_top;
+            self.registry.record_shadow(&call.plugin.key, differed);
+            self.aggregates.add(
+                crate::report::arm_bucket(&call.plugin.key),
+                call.arm_row.clone(),
+                &[
+                    (field::SHADOW_COMPARED, 1),
+                    (field::SHADOW_DIFFERED, differed as u64),
+                ],
+                None,
+            );
             tracing::info!(
                 plugin = %call.plugin.key,
                 shadow_version = %call.variant.version,
@@ -714,10 +799,249 @@ impl SlateService {
         let recorded =
             self.store
                 .record_event(&event_key, &record.subject, &keys, now, self.retention)?;
+        self.metrics
+            .events
+            .get_or_create(&EventLabels {
+                r#type: ev.event_type.name(),
+                recorded: match recorded {
+                    Recorded::New => "new",
+                    Recorded::Duplicate => "duplicate",
+                },
+            })
+            .inc();
+        if recorded == Recorded::New {
+            self.count_event(&record, offer, ev.event_type);
+        }
         Ok(EventAck {
             recorded,
             counted_for_caps: counts && recorded == Recorded::New,
         })
+    }
+}
+
+impl EventType {
+    /// The kebab-case name.
+    pub fn name(self) -> &'static str {
+        match self {
+            EventType::Impression => "impression",
+            EventType::Click => "click",
+            EventType::Conversion => "conversion",
+        }
+    }
+}
+
+impl SlateService {
+    /// Metrics of one plugin call.
+    fn observe_call(&self, call: &Call, report: &CallReport<Vec<Bid>>, latency: Duration) {
+        let arm = ArmLabels {
+            partner: call.plugin.partner.clone(),
+            plugin: call.variant.info.name.clone(),
+            version: call.variant.version.clone(),
+            arm: call.role,
+        };
+        self.metrics
+            .call_seconds
+            .get_or_create(&arm)
+            .observe(latency.as_secs_f64());
+        self.metrics
+            .call_fuel
+            .get_or_create(&arm)
+            .observe(report.cost.fuel_used as f64);
+        self.metrics
+            .calls
+            .get_or_create(&OutcomeLabels {
+                partner: arm.partner.clone(),
+                plugin: arm.plugin.clone(),
+                version: arm.version.clone(),
+                arm: arm.arm,
+                outcome: report.outcome.kind(),
+            })
+            .inc();
+        if !call.shadow
+            && let Some(bids) = &report.value
+        {
+            self.metrics
+                .bids
+                .get_or_create(&VersionLabels {
+                    partner: arm.partner.clone(),
+                    plugin: arm.plugin.clone(),
+                    version: arm.version.clone(),
+                })
+                .inc_by(bids.len() as u64);
+        }
+        let fuel = report.cost.fuel_used;
+        let us = latency.as_micros() as u64;
+        self.aggregates.add(
+            crate::report::arm_bucket(&call.plugin.key),
+            call.arm_row.clone(),
+            &[
+                (field::CALLS, 1),
+                (
+                    field::FAILURES,
+                    crate::registry::is_failure(&report.outcome) as u64,
+                ),
+                (field::FUEL, fuel),
+                (field::FUEL_SQ, fuel.saturating_mul(fuel)),
+                (field::LATENCY_US, us),
+                (field::LATENCY_US_SQ, us.saturating_mul(us)),
+            ],
+            None,
+        );
+    }
+
+    /// Metrics and aggregates of what a slate served and dropped.
+    #[allow(clippy::too_many_arguments)]
+    fn count_served(
+        &self,
+        runs: &[rank::PluginRun],
+        picked: &[(usize, Bid, f64)],
+        placement: &str,
+        subject: &SubjectKey,
+        tier: &str,
+        stage: &str,
+        now: time::OffsetDateTime,
+    ) {
+        let day = crate::report::agg_bucket(&self.local_day(now));
+        for run in runs {
+            for d in &run.dropped {
+                let partner = run.plugin.partner.clone();
+                if d.reason == DropReason::Capped {
+                    self.metrics
+                        .caps_hit
+                        .get_or_create(&PlacementLabels {
+                            partner: partner.clone(),
+                            placement: placement.to_string(),
+                        })
+                        .inc();
+                }
+                self.metrics
+                    .bids_dropped
+                    .get_or_create(&ReasonLabels {
+                        partner,
+                        reason: d.reason.code(),
+                    })
+                    .inc();
+            }
+        }
+        let mut slate_value = vec![0u64; runs.len()];
+        for (i, bid, _) in picked {
+            let run = &runs[*i];
+            slate_value[*i] += bid.value_minor;
+            self.metrics
+                .offers_served
+                .get_or_create(&PlacementLabels {
+                    partner: run.plugin.partner.clone(),
+                    placement: placement.to_string(),
+                })
+                .inc();
+            let cell = Cell {
+                partner: &run.plugin.partner,
+                plugin: &run.variant.info.name,
+                version: &run.variant.version,
+                offer: &bid.offer.id,
+                placement,
+                tier,
+                stage,
+            };
+            self.aggregates.add(
+                day.clone(),
+                cell.row(),
+                &[(field::SERVED, 1), (field::VALUE_SERVED, bid.value_minor)],
+                Some(&subject.0),
+            );
+            self.aggregates.add(
+                crate::report::arm_bucket(&run.plugin.key),
+                run.arm_row.clone(),
+                &[(field::SERVED, 1)],
+                None,
+            );
+        }
+        for (run, value) in runs.iter().zip(slate_value) {
+            self.aggregates.add(
+                crate::report::arm_bucket(&run.plugin.key),
+                run.arm_row.clone(),
+                &[
+                    (field::SLATE_VALUE, value),
+                    (field::SLATE_VALUE_SQ, value.saturating_mul(value)),
+                ],
+                None,
+            );
+        }
+    }
+
+    /// Aggregates of a new event.
+    fn count_event(&self, record: &SlateRecord, offer: &ServedOffer, kind: EventType) {
+        let fields: &[(&'static str, u64)] = match kind {
+            EventType::Impression => &[(field::IMPRESSIONS, 1), (field::SPEND, offer.value_minor)],
+            EventType::Click => &[(field::CLICKS, 1)],
+            EventType::Conversion => &[(field::CONVERSIONS, 1)],
+        };
+        let cell = Cell {
+            partner: &offer.partner,
+            plugin: &offer.plugin,
+            version: &offer.plugin_version,
+            offer: &offer.offer_id,
+            placement: &record.placement,
+            tier: &record.tier,
+            stage: &record.stage,
+        };
+        self.aggregates.add(
+            crate::report::agg_bucket(&self.local_day(self.clock.now())),
+            cell.row(),
+            fields,
+            Some(&record.subject.0),
+        );
+        if !offer.arm.is_empty() {
+            self.aggregates.add(
+                crate::report::arm_bucket(&format!("{}/{}", offer.partner, offer.plugin)),
+                offer.arm.clone(),
+                fields,
+                None,
+            );
+        }
+    }
+
+    /// The secret partner-report noise derives from: the configured seed, else one
+    /// random secret kept in the store and shared by every replica.
+    pub async fn noise_secret(&self) -> Result<Vec<u8>, crate::store::StoreError> {
+        if let Some(seed) = &self.config.reports.noise_seed {
+            return Ok(seed.as_bytes().to_vec());
+        }
+        if let Some(secret) = self.noise_secret.get() {
+            return Ok(secret.clone());
+        }
+        const KEY: &str = "report-noise-secret";
+        let secret = self
+            .io(|s| {
+                if let Some(found) = s.blob(KEY)? {
+                    return Ok(found);
+                }
+                let mut fresh = vec![0u8; 32];
+                getrandom::fill(&mut fresh).map_err(|e| {
+                    crate::store::StoreError::Backend(format!("no randomness: {e}"))
+                })?;
+                s.put_blob(KEY, &fresh)?;
+                // Read back: when two replicas race, both end up with the one stored.
+                Ok(s.blob(KEY)?.unwrap_or(fresh))
+            })
+            .await?;
+        Ok(self.noise_secret.get_or_init(|| secret).clone())
+    }
+
+    /// Writes pending aggregates to the store; on failure keeps them for the next try.
+    pub async fn flush_aggregates(&self) -> Result<(), crate::store::StoreError> {
+        let adds = self.aggregates.take();
+        if adds.is_empty() {
+            return Ok(());
+        }
+        let shared = Arc::new(adds);
+        let batch = shared.clone();
+        let result = self.io(move |s| s.add_counters(&batch)).await;
+        if result.is_err() {
+            let adds = Arc::try_unwrap(shared).unwrap_or_else(|a| (*a).clone());
+            self.aggregates.restore(adds);
+        }
+        result
     }
 }
 
@@ -775,6 +1099,19 @@ struct Call {
     variant: Variant,
     features: Arc<crate::model::Features>,
     shadow: bool,
+    /// `active`, `canary` or `shadow`.
+    role: &'static str,
+    /// Where its experiment stats go ([`crate::report::arm_row`]).
+    arm_row: String,
+}
+
+/// A tier or stage as a label (`unknown` when absent).
+fn label<T: Serialize>(value: &Option<T>) -> String {
+    value
+        .as_ref()
+        .and_then(|v| serde_json::to_value(v).ok())
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_else(|| "unknown".into())
 }
 
 fn keys_of(partner: &str, bid: &Bid) -> OfferKeys {

@@ -10,6 +10,8 @@ use sha2::{Digest, Sha256};
 pub use redis_store::RedisStore;
 pub use sled_store::SledStore;
 
+use std::collections::BTreeMap;
+
 use crate::slate::caps::{CapHistory, Retention};
 use crate::slate::profile::Profile;
 
@@ -79,6 +81,10 @@ pub struct ServedOffer {
     pub category: String,
     /// Bid value, minor units.
     pub value_minor: u64,
+    /// The experiment-arm row its version's stats are kept under (see
+    /// [`crate::report`]); empty in records written before arms were kept.
+    #[serde(default)]
+    pub arm: String,
 }
 
 /// A served slate.
@@ -96,6 +102,41 @@ pub struct SlateRecord {
     pub expires_at: u64,
     /// Offers in rank order.
     pub offers: Vec<ServedOffer>,
+    /// The subject's tier when served (`unknown` when the profile had none), for
+    /// aggregates.
+    #[serde(default = "unknown")]
+    pub tier: String,
+    /// The subject's life-cycle stage when served, for aggregates.
+    #[serde(default = "unknown")]
+    pub stage: String,
+}
+
+fn unknown() -> String {
+    "unknown".into()
+}
+
+/// Additions to one row of a counter table (aggregates and experiment stats).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CounterAdd {
+    /// The partition rows are read back by, e.g. `agg|2026-11-24` or `arm|acme/air`.
+    pub bucket: String,
+    /// The row within the bucket.
+    pub row: String,
+    /// Named counters and what to add to each.
+    pub fields: Vec<(String, u64)>,
+    /// Members (hashed subjects) to add to the row's set of distinct members.
+    pub members: Vec<String>,
+}
+
+/// One row of a counter table as stored.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CounterRow {
+    /// The row key.
+    pub row: String,
+    /// Its counters.
+    pub fields: BTreeMap<String, u64>,
+    /// Its distinct members, when asked for.
+    pub members: Vec<String>,
 }
 
 /// What an event did.
@@ -158,6 +199,12 @@ pub trait Store: Send + Sync + 'static {
         now: u64,
         retention: Retention,
     ) -> Result<bool, StoreError>;
+    /// Adds to counter rows. Each increment is atomic on its own (concurrent adds from
+    /// any number of replicas are neither lost nor doubled); adding a member already in
+    /// a row's set changes nothing.
+    fn add_counters(&self, adds: &[CounterAdd]) -> Result<(), StoreError>;
+    /// Every row of `bucket`, with its distinct members when `members` is true.
+    fn counters(&self, bucket: &str, members: bool) -> Result<Vec<CounterRow>, StoreError>;
     /// The registry document and its revision (0 and `None` before the first commit).
     fn registry(&self) -> Result<(u64, Option<Vec<u8>>), StoreError>;
     /// Atomically: if the registry is still at `expected_rev`, stores `doc` as revision

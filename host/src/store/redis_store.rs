@@ -8,14 +8,16 @@
 //! Layout (all keys under the configured prefix, default `oh:`): `profile:<subject>` JSON,
 //! `slate:<id>` JSON with a TTL, `event:{<subject>}|<id>` marker with a TTL,
 //! `cap:{<subject>}|<key>:t` sorted set of impression times and `...:n` lifetime count,
-//! `{registry}:rev`, `{registry}:doc`, `{registry}:audit` list, `{registry}:blob:<key>`.
+//! `{registry}:rev`, `{registry}:doc`, `{registry}:audit` list, `{registry}:blob:<key>`;
+//! counters: `ctr:{<bucket>}` set of row keys, `ctr:{<bucket>}:<row>` hash of counters
+//! and `ctr:{<bucket>}:<row>:m` set of distinct members.
 //! The braces are Redis Cluster hash tags: every key one script touches lives in the
 //! same slot (one subject's counters and events; the whole registry), so the scripts
 //! run unchanged on a cluster.
 
 use redis::{Commands, Script};
 
-use super::{SlateRecord, Store, StoreError, SubjectKey, backend, decode};
+use super::{CounterAdd, CounterRow, SlateRecord, Store, StoreError, SubjectKey, backend, decode};
 use crate::slate::caps::{CapHistory, Retention};
 use crate::slate::profile::Profile;
 
@@ -102,6 +104,13 @@ impl RedisStore {
 
     fn key(&self, parts: std::fmt::Arguments<'_>) -> String {
         format!("{}{}", self.prefix, parts)
+    }
+
+    fn counter_keys(&self, bucket: &str, row: &str) -> (String, String) {
+        (
+            self.key(format_args!("ctr:{{{bucket}}}:{row}")),
+            self.key(format_args!("ctr:{{{bucket}}}:{row}:m")),
+        )
     }
 
     fn cap_keys(&self, subject: &SubjectKey, key: &str) -> (String, String) {
@@ -207,6 +216,62 @@ impl Store for RedisStore {
         }
         let done: i64 = inv.invoke(&mut *self.conn()?).map_err(backend)?;
         Ok(done == 1)
+    }
+
+    fn add_counters(&self, adds: &[CounterAdd]) -> Result<(), StoreError> {
+        if adds.is_empty() {
+            return Ok(());
+        }
+        // HINCRBY and SADD are atomic each; one pipeline is one round trip.
+        let mut pipe = redis::pipe();
+        for add in adds {
+            let (fields, members) = self.counter_keys(&add.bucket, &add.row);
+            pipe.sadd(self.key(format_args!("ctr:{{{}}}", add.bucket)), &add.row)
+                .ignore();
+            for (name, n) in &add.fields {
+                pipe.hincr(&fields, name, *n).ignore();
+            }
+            if !add.members.is_empty() {
+                pipe.sadd(&members, &add.members).ignore();
+            }
+        }
+        pipe.query::<()>(&mut *self.conn()?).map_err(backend)
+    }
+
+    fn counters(&self, bucket: &str, members: bool) -> Result<Vec<CounterRow>, StoreError> {
+        let mut conn = self.conn()?;
+        let rows: Vec<String> = conn
+            .smembers(self.key(format_args!("ctr:{{{bucket}}}")))
+            .map_err(backend)?;
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for row in &rows {
+            let (fields, member_key) = self.counter_keys(bucket, row);
+            pipe.hgetall(fields);
+            if members {
+                pipe.smembers(member_key);
+            }
+        }
+        let replies: Vec<redis::Value> = pipe.query(&mut *conn).map_err(backend)?;
+        let per_row = if members { 2 } else { 1 };
+        rows.into_iter()
+            .zip(replies.chunks(per_row))
+            .map(|(row, reply)| {
+                let fields: std::collections::BTreeMap<String, u64> =
+                    redis::from_redis_value(reply[0].clone()).map_err(backend)?;
+                let members: Vec<String> = match reply.get(1) {
+                    Some(v) => redis::from_redis_value(v.clone()).map_err(backend)?,
+                    None => Vec::new(),
+                };
+                Ok(CounterRow {
+                    row,
+                    fields,
+                    members,
+                })
+            })
+            .collect()
     }
 
     fn registry(&self) -> Result<(u64, Option<Vec<u8>>), StoreError> {

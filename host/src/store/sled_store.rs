@@ -6,7 +6,9 @@ use serde::Serialize;
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 
-use super::{SlateRecord, Store, StoreError, SubjectKey, backend, decode};
+use std::collections::BTreeMap;
+
+use super::{CounterAdd, CounterRow, SlateRecord, Store, StoreError, SubjectKey, backend, decode};
 use crate::slate::caps::{CapHistory, Retention};
 use crate::slate::profile::Profile;
 
@@ -20,6 +22,8 @@ pub struct SledStore {
     registry: sled::Tree,
     audit: sled::Tree,
     blobs: sled::Tree,
+    counters: sled::Tree,
+    members: sled::Tree,
 }
 
 fn encode<T: Serialize>(value: &T) -> Vec<u8> {
@@ -28,6 +32,15 @@ fn encode<T: Serialize>(value: &T) -> Vec<u8> {
 
 const REV: &[u8] = b"rev";
 const DOC: &[u8] = b"doc";
+
+/// `bucket NUL row`: rows of a bucket are one prefix scan.
+fn row_key(bucket: &str, row: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(bucket.len() + row.len() + 1);
+    k.extend_from_slice(bucket.as_bytes());
+    k.push(0);
+    k.extend_from_slice(row.as_bytes());
+    k
+}
 
 fn cap_key(subject: &SubjectKey, key: &str) -> String {
     format!("{}|{key}", subject.0)
@@ -52,6 +65,8 @@ impl SledStore {
             registry: tree("registry")?,
             audit: tree("audit")?,
             blobs: tree("blobs")?,
+            counters: tree("counters")?,
+            members: tree("members")?,
             db,
         })
     }
@@ -148,6 +163,72 @@ impl Store for SledStore {
             Err(TransactionError::Abort(e)) => Err(e),
             Err(TransactionError::Storage(e)) => Err(backend(e)),
         }
+    }
+
+    fn add_counters(&self, adds: &[CounterAdd]) -> Result<(), StoreError> {
+        for add in adds {
+            let key = row_key(&add.bucket, &add.row);
+            let mut failed = None;
+            // update_and_fetch retries on a concurrent change: increments are atomic.
+            self.counters
+                .update_and_fetch(&key, |old| {
+                    let mut fields: BTreeMap<String, u64> = match old {
+                        Some(bytes) => match serde_json::from_slice(bytes) {
+                            Ok(f) => f,
+                            Err(e) => {
+                                failed = Some(e.to_string());
+                                return Some(bytes.to_vec());
+                            }
+                        },
+                        None => BTreeMap::new(),
+                    };
+                    for (name, n) in &add.fields {
+                        let v = fields.entry(name.clone()).or_default();
+                        *v = v.saturating_add(*n);
+                    }
+                    Some(encode(&fields))
+                })
+                .map_err(backend)?;
+            if let Some(message) = failed {
+                return Err(StoreError::Corrupt {
+                    key: format!("counters/{}/{}", add.bucket, add.row),
+                    message,
+                });
+            }
+            let mut prefix = key;
+            prefix.push(0);
+            for m in &add.members {
+                let mut k = prefix.clone();
+                k.extend_from_slice(m.as_bytes());
+                self.members.insert(k, &[]).map_err(backend)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn counters(&self, bucket: &str, members: bool) -> Result<Vec<CounterRow>, StoreError> {
+        let prefix = row_key(bucket, "");
+        let mut rows = Vec::new();
+        for entry in self.counters.scan_prefix(&prefix) {
+            let (key, bytes) = entry.map_err(backend)?;
+            let row = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
+            let fields = decode(&format!("counters/{bucket}/{row}"), &bytes)?;
+            let mut found = Vec::new();
+            if members {
+                let mut p = key.to_vec();
+                p.push(0);
+                for m in self.members.scan_prefix(&p) {
+                    let (k, _) = m.map_err(backend)?;
+                    found.push(String::from_utf8_lossy(&k[p.len()..]).into_owned());
+                }
+            }
+            rows.push(CounterRow {
+                row,
+                fields,
+                members: found,
+            });
+        }
+        Ok(rows)
     }
 
     fn registry(&self) -> Result<(u64, Option<Vec<u8>>), StoreError> {

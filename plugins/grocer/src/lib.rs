@@ -13,11 +13,13 @@
 //! | `min_spend_minor` | `5000` | minimum basket, minor units of `currency` |
 //! | `currency` | `CNY` | currency of the minimum basket |
 //! | `bid_minor` | `60` | price per impression, minor units |
+//!
+//! The offer logic lives in `offers.rs`, shared with the next release
+//! (`plugins/grocer-next`).
 
-use offerhost_sdk::{
-    Bid, Features, Money, Offer, OfferPlugin, PluginError, PluginInfo, Reward, Tier, config_or,
-    export_plugin,
-};
+use offerhost_sdk::{Bid, Features, OfferPlugin, PluginError, PluginInfo, export_plugin};
+
+mod offers;
 
 /// The FreshMart cash-back plugin.
 pub struct FreshMart;
@@ -28,32 +30,7 @@ impl OfferPlugin for FreshMart {
     }
 
     fn bid(features: &Features) -> Result<Vec<Bid>, PluginError> {
-        let weekday_bps: u32 = config_or("cashback_bps", 300)?;
-        let weekend_bps: u32 = config_or("weekend_cashback_bps", 500)?;
-        let min_affinity: f32 = config_or("min_grocery_affinity", 0.2)?;
-        let min_spend: u64 = config_or("min_spend_minor", 5000)?;
-        let currency: String = config_or("currency", "CNY".to_string())?;
-        let bid_minor: u64 = config_or("bid_minor", 60)?;
-
-        let grocery = features.affinity("grocery");
-        let tier_fits = matches!(features.tier, Some(Tier::Mass | Tier::Growth));
-        if !tier_fits || grocery < min_affinity {
-            return Ok(vec![]);
-        }
-        let weekend = features
-            .context
-            .is_some_and(|c| c.day_of_week.is_weekend() || c.holiday);
-        let (id, bps) = if weekend {
-            ("freshmart-weekend", weekend_bps)
-        } else {
-            ("freshmart-everyday", weekday_bps)
-        };
-        let title = format!("{}.{:02}% back at FreshMart", bps / 100, bps % 100);
-        let offer = Offer::new(id, title, Reward::CashbackBps(bps))
-            .category("grocery")
-            .min_spend(Money::new(min_spend, currency))
-            .valid_days(7);
-        Ok(vec![offer.bid(bid_minor, grocery)])
+        offers::cashback(features, 0)
     }
 }
 
@@ -62,7 +39,9 @@ export_plugin!(FreshMart);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use offerhost_sdk::{Channel, Context, DayOfWeek, PartOfDay, Season, testing};
+    use offerhost_sdk::{
+        Channel, Context, DayOfWeek, Money, PartOfDay, Reward, Season, Tier, testing,
+    };
 
     fn shopper(tier: Tier) -> Features {
         Features::new("checkout", Channel::MobileApp)

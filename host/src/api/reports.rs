@@ -1,0 +1,197 @@
+//! Measurement routes: `/metrics`, offer reports and canary readouts.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+
+use super::auth::Caller;
+use super::{ApiError, AppState};
+use crate::registry::Role;
+use crate::report::offers::{self, DayRows, Dim, Report};
+use crate::report::readout::{self, Readout, Versions};
+use crate::report::{agg_bucket, arm_bucket};
+use crate::store::StoreError;
+
+/// `GET /metrics`: Prometheus text exposition. No token: scrape it from the internal
+/// network; it holds no customer data.
+pub(super) async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
+        state.metrics().encode(),
+    )
+        .into_response()
+}
+
+/// Query of `GET /v1/admin/reports/offers`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct OffersQuery {
+    /// First local day, `YYYY-MM-DD`; default six days before `to`.
+    #[serde(default)]
+    from: Option<String>,
+    /// Last local day, inclusive; default today.
+    #[serde(default)]
+    to: Option<String>,
+    /// Only this partner (a partner token may only name itself).
+    #[serde(default)]
+    partner: Option<String>,
+    /// Comma-separated grouping: day, partner, plugin, version, offer, placement, tier,
+    /// stage. Default `offer,placement,tier,stage`.
+    #[serde(default)]
+    by: Option<String>,
+}
+
+const DAY: &[time::format_description::BorrowedFormatItem<'static>] =
+    time::macros::format_description!("[year]-[month]-[day]");
+
+fn day_param(name: &'static str, value: &str) -> Result<time::Date, ApiError> {
+    time::Date::parse(value, DAY).map_err(|_| {
+        ApiError::client(
+            StatusCode::BAD_REQUEST,
+            "invalid-query",
+            format!("{name}: {value:?} is not a date (YYYY-MM-DD)"),
+        )
+    })
+}
+
+fn bad(message: String) -> ApiError {
+    ApiError::client(StatusCode::BAD_REQUEST, "invalid-query", message)
+}
+
+/// `GET /v1/admin/reports/offers`: ops get exact numbers over every partner; a partner
+/// gets its own offers only, protected (see [`crate::report::offers`]).
+pub(super) async fn offers(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Query<OffersQuery>,
+) -> Result<Json<Report>, ApiError> {
+    let actor = caller.require(&[Role::Ops, Role::Partner])?.clone();
+    let partner = match (actor.role, &q.partner) {
+        (Role::Partner, Some(p)) if Some(p) != actor.partner.as_ref() => {
+            return Err(ApiError::client(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!(
+                    "token {:?} may not read reports of partner {p:?}",
+                    actor.name
+                ),
+            ));
+        }
+        (Role::Partner, _) => actor.partner.clone(),
+        (_, p) => p.clone(),
+    };
+    let protected = actor.role == Role::Partner;
+    let config = &state.config.reports;
+    let today = state.clock.now().to_offset(
+        time::UtcOffset::from_whole_seconds(state.config.utc_offset_minutes * 60)
+            .unwrap_or(time::UtcOffset::UTC),
+    );
+    let to = match &q.to {
+        Some(t) => day_param("to", t)?,
+        None => today.date(),
+    };
+    let from = match &q.from {
+        Some(f) => day_param("from", f)?,
+        None => to - time::Duration::days(6),
+    };
+    if from > to {
+        return Err(bad(format!("from ({from}) is after to ({to})")));
+    }
+    let days = (to - from).whole_days() + 1;
+    if days > config.max_days as i64 {
+        return Err(bad(format!(
+            "the range is {days} days; at most {} (reports.max_days)",
+            config.max_days
+        )));
+    }
+    let by = match &q.by {
+        Some(b) => Dim::parse_list(b).map_err(bad)?,
+        None => vec![Dim::Offer, Dim::Placement, Dim::Tier, Dim::Stage],
+    };
+    if by.is_empty() {
+        return Err(bad("by: name at least one dimension".into()));
+    }
+    state
+        .flush_aggregates()
+        .await
+        .map_err(ApiError::unavailable)?;
+    let names: Vec<String> = (0..days)
+        .map(|i| {
+            (from + time::Duration::days(i))
+                .format(DAY)
+                .expect("dates format")
+        })
+        .collect();
+    let buckets = names.clone();
+    let rows = state
+        .io(move |s| {
+            buckets
+                .into_iter()
+                .map(|day| {
+                    let rows = s.counters(&agg_bucket(&day), true)?;
+                    Ok(DayRows { day, rows })
+                })
+                .collect::<Result<Vec<_>, StoreError>>()
+        })
+        .await
+        .map_err(ApiError::unavailable)?;
+    let secret = if protected {
+        Some(state.noise_secret().await.map_err(ApiError::unavailable)?)
+    } else {
+        None
+    };
+    let query = offers::Query {
+        from: &names[0],
+        to: names.last().expect("at least one day"),
+        partner: partner.as_deref(),
+        by: &by,
+    };
+    Ok(Json(offers::build(
+        &query,
+        rows,
+        secret.as_deref().map(|s| (config, s)),
+    )))
+}
+
+/// `GET /v1/admin/plugins/{partner}/{plugin}/readout`: active against canary (and the
+/// shadow's disagreement), ops only.
+pub(super) async fn readout(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((partner, plugin)): Path<(String, String)>,
+) -> Result<Json<Readout>, ApiError> {
+    caller.require(&[Role::Ops])?;
+    let key = format!("{partner}/{plugin}");
+    let doc = state.registry().doc();
+    let entry = doc.1.plugins.get(&key).ok_or_else(|| {
+        ApiError::client(
+            StatusCode::NOT_FOUND,
+            "not-found",
+            format!("no plugin {key:?}"),
+        )
+    })?;
+    let Some(active) = entry.active.clone() else {
+        return Err(ApiError::client(
+            StatusCode::CONFLICT,
+            "no-active-version",
+            format!("{key} has no active version to read out"),
+        ));
+    };
+    state
+        .flush_aggregates()
+        .await
+        .map_err(ApiError::unavailable)?;
+    let bucket = arm_bucket(&key);
+    let rows = state
+        .io(move |s| s.counters(&bucket, false))
+        .await
+        .map_err(ApiError::unavailable)?;
+    let versions = Versions {
+        active: &active,
+        canary: entry.canary.as_ref().map(|c| (c.version.as_str(), c.bps)),
+        shadow: entry.shadow.as_deref(),
+    };
+    Ok(Json(readout::build(&key, &rows, &versions)))
+}

@@ -1,0 +1,251 @@
+//! Live service metrics, served at `GET /metrics` in the Prometheus (OpenMetrics) text
+//! format. Labels carry partner, plugin, version, placement and reason codes: never a
+//! subject, a profile field or an offer id (an offer id is partner-chosen and unbounded).
+//!
+//! | metric | labels | what |
+//! |---|---|---|
+//! | `offerhost_slate_seconds` | `placement` | slate latency, request in to answer out |
+//! | `offerhost_slates_total` | `placement`, `result` (`served`, `empty`, `suppressed`) | slates answered |
+//! | `offerhost_plugin_call_seconds` | `partner`, `plugin`, `version`, `arm` | one plugin call as the slate saw it |
+//! | `offerhost_plugin_fuel` | `partner`, `plugin`, `version`, `arm` | fuel one call used |
+//! | `offerhost_plugin_calls_total` | `partner`, `plugin`, `version`, `arm`, `outcome` | calls by outcome kind |
+//! | `offerhost_bids_total` | `partner`, `plugin`, `version` | bids returned by live calls |
+//! | `offerhost_bids_dropped_total` | `partner`, `reason` | bids not shown, by reason code |
+//! | `offerhost_offers_served_total` | `partner`, `placement` | offers in slates |
+//! | `offerhost_caps_hit_total` | `partner`, `placement` | offers withheld by a frequency cap |
+//! | `offerhost_events_total` | `type`, `recorded` (`new`, `duplicate`) | app events ingested |
+//! | `offerhost_registry_changes_total` | `action` | committed registry changes |
+//! | `offerhost_quarantines_total` | `partner`, `plugin` | automatic quarantines |
+//!
+//! `arm` is `active`, `canary` or `shadow`. Counters end in `_total` in the output.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+/// Labels of one plugin version in one arm.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ArmLabels {
+    /// Partner id.
+    pub partner: String,
+    /// Plugin name.
+    pub plugin: String,
+    /// Version.
+    pub version: String,
+    /// `active`, `canary` or `shadow`.
+    pub arm: &'static str,
+}
+
+/// [`ArmLabels`] plus the call's outcome kind.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    /// Partner id.
+    pub partner: String,
+    /// Plugin name.
+    pub plugin: String,
+    /// Version.
+    pub version: String,
+    /// `active`, `canary` or `shadow`.
+    pub arm: &'static str,
+    /// Outcome kind (`ok`, `deadline`, `fuel-exhausted`, ...).
+    pub outcome: &'static str,
+}
+
+/// Labels of one plugin version.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VersionLabels {
+    /// Partner id.
+    pub partner: String,
+    /// Plugin name.
+    pub plugin: String,
+    /// Version.
+    pub version: String,
+}
+
+/// A partner and a reason code.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    /// Partner id.
+    pub partner: String,
+    /// Reason code.
+    pub reason: &'static str,
+}
+
+/// A partner in a placement.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PlacementLabels {
+    /// Partner id.
+    pub partner: String,
+    /// Placement id.
+    pub placement: String,
+}
+
+/// A placement and how the slate ended.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SlateLabels {
+    /// Placement id.
+    pub placement: String,
+    /// `served`, `empty` or `suppressed`.
+    pub result: &'static str,
+}
+
+/// A placement.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PlacementOnly {
+    /// Placement id.
+    pub placement: String,
+}
+
+/// An event type and whether it was new.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EventLabels {
+    /// `impression`, `click` or `conversion`.
+    pub r#type: &'static str,
+    /// `new` or `duplicate`.
+    pub recorded: &'static str,
+}
+
+/// A registry action.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ActionLabels {
+    /// The audit log's action name.
+    pub action: String,
+}
+
+/// A plugin.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PluginLabels {
+    /// Partner id.
+    pub partner: String,
+    /// Plugin name.
+    pub plugin: String,
+}
+
+type Hist<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn latency_buckets() -> Histogram {
+    // 50 µs .. ~1.6 s, doubling.
+    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+        0.000_05, 2.0, 16,
+    ))
+}
+
+fn fuel_buckets() -> Histogram {
+    // 1k .. ~16M units, doubling twice a step.
+    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+        1_000.0, 4.0, 13,
+    ))
+}
+
+/// Every metric the service keeps.
+pub struct Metrics {
+    registry: Registry,
+    /// Slate latency, seconds.
+    pub slate_seconds: Hist<PlacementOnly>,
+    /// Slates answered.
+    pub slates: Family<SlateLabels, Counter>,
+    /// Plugin call latency as the slate saw it, seconds.
+    pub call_seconds: Hist<ArmLabels>,
+    /// Fuel per call.
+    pub call_fuel: Hist<ArmLabels>,
+    /// Calls by outcome.
+    pub calls: Family<OutcomeLabels, Counter>,
+    /// Bids returned by live calls.
+    pub bids: Family<VersionLabels, Counter>,
+    /// Bids dropped, by reason.
+    pub bids_dropped: Family<ReasonLabels, Counter>,
+    /// Offers served.
+    pub offers_served: Family<PlacementLabels, Counter>,
+    /// Offers withheld by a frequency cap.
+    pub caps_hit: Family<PlacementLabels, Counter>,
+    /// Events ingested.
+    pub events: Family<EventLabels, Counter>,
+    /// Registry changes.
+    pub registry_changes: Family<ActionLabels, Counter>,
+    /// Automatic quarantines.
+    pub quarantines: Family<PluginLabels, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("offerhost");
+        let slate_seconds = Hist::new_with_constructor(latency_buckets as fn() -> Histogram);
+        let call_seconds = Hist::new_with_constructor(latency_buckets as fn() -> Histogram);
+        let call_fuel = Hist::new_with_constructor(fuel_buckets as fn() -> Histogram);
+        let m = Metrics {
+            slate_seconds,
+            slates: Family::default(),
+            call_seconds,
+            call_fuel,
+            calls: Family::default(),
+            bids: Family::default(),
+            bids_dropped: Family::default(),
+            offers_served: Family::default(),
+            caps_hit: Family::default(),
+            events: Family::default(),
+            registry_changes: Family::default(),
+            quarantines: Family::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "slate_seconds",
+            "Slate latency, request in to answer out",
+            m.slate_seconds.clone(),
+        );
+        registry.register("slates", "Slates answered", m.slates.clone());
+        registry.register(
+            "plugin_call_seconds",
+            "One plugin call as the slate saw it",
+            m.call_seconds.clone(),
+        );
+        registry.register(
+            "plugin_fuel",
+            "Fuel one plugin call used",
+            m.call_fuel.clone(),
+        );
+        registry.register(
+            "plugin_calls",
+            "Plugin calls by outcome kind",
+            m.calls.clone(),
+        );
+        registry.register("bids", "Bids returned by live plugin calls", m.bids.clone());
+        registry.register(
+            "bids_dropped",
+            "Bids not shown, by reason code",
+            m.bids_dropped.clone(),
+        );
+        registry.register("offers_served", "Offers in slates", m.offers_served.clone());
+        registry.register(
+            "caps_hit",
+            "Offers withheld by a frequency cap",
+            m.caps_hit.clone(),
+        );
+        registry.register("events", "App events ingested", m.events.clone());
+        registry.register(
+            "registry_changes",
+            "Committed registry changes by action",
+            m.registry_changes.clone(),
+        );
+        registry.register(
+            "quarantines",
+            "Plugins quarantined automatically",
+            m.quarantines.clone(),
+        );
+        Metrics { registry, ..m }
+    }
+}
+
+impl Metrics {
+    /// The text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+}
+
+/// The content type of [`Metrics::encode`].
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";

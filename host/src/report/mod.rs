@@ -1,0 +1,192 @@
+//! Closing the loop: what was served and what the app reported back, aggregated for
+//! reports ([`offers`]) and canary readouts ([`readout`]).
+//!
+//! Two counter tables live in the store:
+//!
+//! - **aggregates**, bucket `agg|<day>`, one row per day × partner × plugin × version ×
+//!   offer × placement × tier × life-cycle stage, with `served`, `value_served_minor`
+//!   (bid value of the offers served), `impressions`, `spend_minor` (bid value of the
+//!   impressions: what the partner pays), `clicks` and `conversions`, and the set of
+//!   distinct (hashed) subjects the row counts. Days are the issuer's local days
+//!   (`utc_offset_minutes`): served counts by the day the slate was served, events by
+//!   the day they were reported.
+//! - **arms**, bucket `arm|<partner>/<plugin>`, one row per version and the role it
+//!   played (see [`arm_row`]), with call, failure, fuel and latency sums and squares,
+//!   value per slate, served offers and events: what a readout compares.
+//!
+//! Slates and events add to an in-memory [`Aggregator`]; the service writes it to the
+//! store once a second, before every report and at shutdown, so the hot path never
+//! waits on the store for reporting. A crash loses at most the last second of counts.
+
+pub mod offers;
+pub mod readout;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Mutex;
+
+use crate::store::CounterAdd;
+
+/// Counters of an aggregate row.
+pub mod field {
+    /// Offers in slates.
+    pub const SERVED: &str = "served";
+    /// Bid value of the offers served, minor units.
+    pub const VALUE_SERVED: &str = "value_served_minor";
+    /// Impressions.
+    pub const IMPRESSIONS: &str = "impressions";
+    /// Bid value of the impressions, minor units.
+    pub const SPEND: &str = "spend_minor";
+    /// Clicks.
+    pub const CLICKS: &str = "clicks";
+    /// Conversions.
+    pub const CONVERSIONS: &str = "conversions";
+    /// Live calls of a version (arm rows).
+    pub const CALLS: &str = "calls";
+    /// Calls that failed by the plugin's fault (arm rows).
+    pub const FAILURES: &str = "failures";
+    /// Sum of fuel (arm rows).
+    pub const FUEL: &str = "fuel";
+    /// Sum of squared fuel (arm rows).
+    pub const FUEL_SQ: &str = "fuel_sq";
+    /// Sum of call latency, microseconds (arm rows).
+    pub const LATENCY_US: &str = "latency_us";
+    /// Sum of squared call latency (arm rows).
+    pub const LATENCY_US_SQ: &str = "latency_us_sq";
+    /// Sum over slates of the value the version's offers earned in the slate (arm rows).
+    pub const SLATE_VALUE: &str = "slate_value_minor";
+    /// Sum of its squares (arm rows).
+    pub const SLATE_VALUE_SQ: &str = "slate_value_minor_sq";
+    /// Shadow calls whose top bid was compared with the active version's (arm rows).
+    pub const SHADOW_COMPARED: &str = "shadow_compared";
+    /// Of those, how many differed (arm rows).
+    pub const SHADOW_DIFFERED: &str = "shadow_differed";
+}
+
+/// The bucket of a day's aggregates.
+pub fn agg_bucket(day: &str) -> String {
+    format!("agg|{day}")
+}
+
+/// The bucket of a plugin's arm rows.
+pub fn arm_bucket(plugin_key: &str) -> String {
+    format!("arm|{plugin_key}")
+}
+
+/// The row an arm's stats go to: `version|role|other`, where role is `active`,
+/// `canary` or `shadow` and `other` the version it runs beside (`-` when none). While
+/// `1.1.0` is a canary of `1.0.0`, the active version counts under `1.0.0|active|1.1.0`
+/// and the canary under `1.1.0|canary|1.0.0`: a readout compares traffic of the same
+/// period, not the active version's whole history.
+pub fn arm_row(version: &str, role: &str, other: Option<&str>) -> String {
+    format!("{version}|{role}|{}", other.unwrap_or("-"))
+}
+
+/// One aggregate row's coordinates.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Cell<'a> {
+    /// Partner id.
+    pub partner: &'a str,
+    /// Plugin name.
+    pub plugin: &'a str,
+    /// Plugin version.
+    pub version: &'a str,
+    /// Offer id.
+    pub offer: &'a str,
+    /// Placement id.
+    pub placement: &'a str,
+    /// Tier label.
+    pub tier: &'a str,
+    /// Life-cycle stage label.
+    pub stage: &'a str,
+}
+
+impl Cell<'_> {
+    /// The row key (`|`-joined; none of the parts may contain `|`, which ids and
+    /// labels never do).
+    pub fn row(&self) -> String {
+        [
+            self.partner,
+            self.plugin,
+            self.version,
+            self.offer,
+            self.placement,
+            self.tier,
+            self.stage,
+        ]
+        .join("|")
+    }
+}
+
+#[derive(Default)]
+struct Pending {
+    fields: BTreeMap<String, u64>,
+    members: HashSet<String>,
+}
+
+/// Counts waiting to be written to the store.
+#[derive(Default)]
+pub struct Aggregator {
+    pending: Mutex<HashMap<(String, String), Pending>>,
+}
+
+impl Aggregator {
+    /// Adds `fields` (and `member`, when given) to row `row` of `bucket`.
+    pub fn add(
+        &self,
+        bucket: String,
+        row: String,
+        fields: &[(&'static str, u64)],
+        member: Option<&str>,
+    ) {
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        let p = pending.entry((bucket, row)).or_default();
+        for (name, n) in fields {
+            match p.fields.get_mut(*name) {
+                Some(v) => *v = v.saturating_add(*n),
+                None => {
+                    p.fields.insert(name.to_string(), *n);
+                }
+            }
+        }
+        if let Some(m) = member
+            && !p.members.contains(m)
+        {
+            p.members.insert(m.to_string());
+        }
+    }
+
+    /// Takes everything pending, as store additions.
+    pub fn take(&self) -> Vec<CounterAdd> {
+        let pending = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()));
+        pending
+            .into_iter()
+            .map(|((bucket, row), p)| CounterAdd {
+                bucket,
+                row,
+                fields: p.fields.into_iter().collect(),
+                members: p.members.into_iter().collect(),
+            })
+            .collect()
+    }
+
+    /// Puts back additions the store did not take, so a failed write loses nothing.
+    pub fn restore(&self, adds: Vec<CounterAdd>) {
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        for add in adds {
+            let p = pending.entry((add.bucket, add.row)).or_default();
+            for (name, n) in add.fields {
+                let v = p.fields.entry(name).or_default();
+                *v = v.saturating_add(n);
+            }
+            p.members.extend(add.members);
+        }
+    }
+
+    /// Whether nothing is pending.
+    pub fn is_empty(&self) -> bool {
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_empty()
+    }
+}
