@@ -14,6 +14,11 @@ const EXAMPLES: &[(&str, &str, &str)] = &[
         "weekend-grocery-shopper",
         "freshmart-weekend",
     ),
+    (
+        "plugin-grocer-next",
+        "weekend-grocery-shopper",
+        "freshmart-weekend",
+    ),
     ("plugin-reactivation", "lapsed-customer", "comeback-bonus"),
     (
         "plugin-electronics",
