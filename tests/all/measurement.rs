@@ -607,3 +607,103 @@ fn metrics_reports_and_readout_tell_one_story_on_the_demo() {
         "a subject id reached the log"
     );
 }
+
+/// Readouts compare traffic of the canary's own period, and count how often a shadow's
+/// top bid differs from the active version's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readout_compares_the_canary_period_and_counts_shadow_disagreement() {
+    use offerhost::registry::{Partner, RolloutAction};
+    use offerhost_tests::artifacts;
+
+    let dir = tempfile::tempdir().unwrap();
+    let host = host_on(&config(3), dir.path());
+    let registry = host.state.registry().clone();
+    let setup = std::thread::spawn(move || {
+        let actor = Actor::system("test");
+        let partner: Partner =
+            serde_json::from_value(json!({"id": "acme", "weight": 1.0, "allow": ["tier"]}))
+                .unwrap();
+        registry.put_partner(&actor, partner).unwrap();
+        registry
+            .upload(&actor, "acme", artifacts::VERSIONED_V1.bytes, None)
+            .unwrap();
+        registry
+            .upload(&actor, "acme", artifacts::VERSIONED_V2.bytes, None)
+            .unwrap();
+        registry
+            .rollout(
+                &actor,
+                "acme/versioned",
+                RolloutAction::Shadow {
+                    version: Some("2.0.0".into()),
+                },
+            )
+            .unwrap();
+        registry
+    });
+    let registry = setup.join().unwrap();
+    let slates = |from: usize, to: usize| {
+        let host = &host;
+        async move {
+            for i in from..to {
+                host.slate(json!({
+                    "placement": "app-home",
+                    "subject": format!("arm-{i}"),
+                    "profile": traveller_profile(),
+                }))
+                .await;
+            }
+        }
+    };
+    // Before any canary: 12 slates with the shadow beside the active version.
+    slates(0, 12).await;
+    let (status, r) = host
+        .call("GET", "/v1/admin/plugins/acme/versioned/readout", None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{r}");
+    assert_eq!(r["active"]["calls"], 12);
+    assert!(r.get("canary").is_none());
+    let shadow = &r["shadow"];
+    assert_eq!(shadow["arm"]["version"], "2.0.0");
+    assert_eq!(shadow["arm"]["calls"], 12);
+    // v1 bids `v1-offer`, v2 `v2-offer`: they always disagree.
+    assert_eq!(shadow["top_bid_differs"]["n"], 12);
+    assert_eq!(shadow["top_bid_differs"]["value"], 1.0);
+
+    // Then a 50 % canary of 2.0.0 (no shadow) for 30 more slates.
+    let setup = std::thread::spawn(move || {
+        let actor = Actor::system("test");
+        registry
+            .rollout(
+                &actor,
+                "acme/versioned",
+                RolloutAction::Shadow { version: None },
+            )
+            .unwrap();
+        registry
+            .rollout(
+                &actor,
+                "acme/versioned",
+                RolloutAction::Canary {
+                    version: "2.0.0".into(),
+                    percent: 50.0,
+                },
+            )
+            .unwrap();
+    });
+    setup.join().unwrap();
+    slates(12, 42).await;
+    let (_, r) = host
+        .call("GET", "/v1/admin/plugins/acme/versioned/readout", None)
+        .await;
+    let (active, canary) = (
+        r["active"]["calls"].as_u64().unwrap(),
+        r["canary"]["calls"].as_u64().unwrap(),
+    );
+    // Only the canary's period counts: the 12 earlier calls are not in the comparison.
+    assert_eq!(active + canary, 30, "{r}");
+    assert!(active > 0 && canary > 0, "{r}");
+    assert_eq!(r["canary_bps"], 5000);
+    assert_eq!(r["canary"]["failure_rate"]["value"], 0.0);
+    assert!(r["canary"]["failure_rate"]["high"].as_f64().unwrap() > 0.0);
+}
