@@ -5,6 +5,7 @@ mod auth;
 mod error;
 mod events;
 mod health;
+pub mod openapi;
 mod profiles;
 mod slates;
 
@@ -30,7 +31,8 @@ use crate::slate::SlateService;
 pub type AppState = Arc<SlateService>;
 
 /// Every route of the service, one line each: [`app`] registers exactly these, and
-/// [`routes`] lists them.
+/// [`routes`] lists them. A new route is one line here plus a `#[utoipa::path]` on its
+/// handler, listed in [`openapi::ApiDoc`].
 #[rustfmt::skip]
 fn table() -> Vec<Route> {
     use Bounds::{Bulk, Open, Standard, Upload};
@@ -53,6 +55,7 @@ fn table() -> Vec<Route> {
         route(M::GET,    "/v1/admin/audit",                              Standard, admin::audit),
         route(M::GET,    "/healthz",                                     Open,     health::healthz),
         route(M::GET,    "/readyz",                                      Open,     health::readyz),
+        route(M::GET,    "/openapi.json",                                Open,     openapi::serve),
     ]
 }
 
@@ -67,7 +70,7 @@ enum Bounds {
     /// Plugin uploads, which compile and smoke-call a component:
     /// `registry.max_component_bytes` and the long timeout.
     Upload,
-    /// Probes: no body read, no timeout.
+    /// Probes and the API document: no body read, no timeout.
     Open,
 }
 
