@@ -8,6 +8,7 @@ mod hostile_slates;
 mod isolation;
 mod limits;
 mod loading;
+mod openapi;
 mod ops_rollout;
 mod partner_runs_plugin;
 mod replicas;

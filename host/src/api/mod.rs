@@ -30,8 +30,9 @@ use crate::slate::SlateService;
 /// Shared state of every route.
 pub type AppState = Arc<SlateService>;
 
-/// Every route of the service, one line each: [`app`] registers exactly these, and
-/// [`routes`] lists them. A new route is one line here plus a `#[utoipa::path]` on its
+/// Every route of the service, one line each: [`app`] registers exactly these, [`routes`]
+/// lists them, and a test checks that the OpenAPI document ([`openapi::openapi`])
+/// describes exactly these. A new route is one line here plus a `#[utoipa::path]` on its
 /// handler, listed in [`openapi::ApiDoc`].
 #[rustfmt::skip]
 fn table() -> Vec<Route> {
