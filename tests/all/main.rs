@@ -9,6 +9,7 @@ mod isolation;
 mod limits;
 mod loading;
 mod measurement;
+mod openapi;
 mod ops_rollout;
 mod partner_runs_plugin;
 mod replicas;

@@ -274,9 +274,17 @@ impl Host {
             .await
             .expect("router answers");
         let status = res.status();
+        let is_json = res
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .is_none_or(|v| v.starts_with("application/json"));
         let bytes = res.into_body().collect().await.unwrap().to_bytes();
         let json = if bytes.is_empty() {
             Value::Null
+        } else if !is_json {
+            // A text answer (`/metrics`) comes back as one JSON string.
+            Value::String(String::from_utf8_lossy(&bytes).into_owned())
         } else {
             serde_json::from_slice(&bytes).unwrap_or_else(|e| {
                 panic!(

@@ -7,14 +7,17 @@ use axum::Json;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+use utoipa::{IntoParams, ToSchema};
 
 use super::auth::Caller;
-use super::error::read_body;
+use super::error::{ErrorBody, read_body};
 use super::{ApiError, ApiJson, AppState};
 use crate::model::{Bid, Features, RejectedBid, screen_bids};
 use crate::registry::{
-    AuditEntry, HealthReport, Partner, PluginEntry, RegistryError, Role, RolloutAction, VersionMeta,
+    AuditEntry, HealthReport, Partner, PluginEntry, RegistryDoc, RegistryError, Role,
+    RolloutAction, VersionMeta,
 };
 use crate::sandbox::{Cost, LogLine, Outcome};
 
@@ -46,15 +49,68 @@ async fn blocking<T: Send + 'static>(
         .map_err(ApiError::from)
 }
 
+/// The registry document and its revision.
+#[derive(Serialize, ToSchema)]
+pub(super) struct RegistrySnapshot {
+    /// The whole registry (token secrets are never stored, only their hashes).
+    registry: RegistryDoc,
+    /// Revision, raised by every committed change.
+    revision: u64,
+}
+
+/// The whole registry.
+///
+/// Partners, plugins with their versions and rollout state, and tokens (without secrets).
+///
+/// Roles: ops.
+#[utoipa::path(
+    get,
+    path = "/v1/admin/registry",
+    operation_id = "get_registry",
+    tag = "admin",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The registry at its current revision", body = RegistrySnapshot),
+        (status = 401, description = "No, malformed, unknown or revoked token", body = ErrorBody),
+        (status = 403, description = "The token is not ops", body = ErrorBody),
+        (status = 503, description = "The request timed out", body = ErrorBody),
+    ),
+)]
 pub(super) async fn registry(
     State(state): State<AppState>,
     caller: Caller,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<RegistrySnapshot>, ApiError> {
     caller.require(&[Role::Ops])?;
     let doc = state.registry().doc();
-    Ok(Json(json!({"revision": doc.0, "registry": doc.1})))
+    Ok(Json(RegistrySnapshot {
+        registry: doc.1.clone(),
+        revision: doc.0,
+    }))
 }
 
+/// Creates or replaces a partner.
+///
+/// Roles: ops.
+#[utoipa::path(
+    post,
+    path = "/v1/admin/partners",
+    operation_id = "put_partner",
+    tag = "admin",
+    security(("bearer" = [])),
+    request_body = Partner,
+    responses(
+        (status = 200, description = "The partner as stored", body = Partner),
+        (status = 400, description = "The body is not JSON", body = ErrorBody),
+        (status = 401, description = "No, malformed, unknown or revoked token", body = ErrorBody),
+        (status = 403, description = "The token is not ops", body = ErrorBody),
+        (status = 409, description = "The registry changed concurrently; retry", body = ErrorBody),
+        (status = 413, description = "The body is larger than `http.max_body_bytes`", body = ErrorBody),
+        (status = 415, description = "The body is not sent as `application/json`", body = ErrorBody),
+        (status = 422, description = "A field is missing or invalid (`invalid-field`), or the partner breaks a rule (`invalid`)", body = ErrorBody),
+        (status = 500, description = "Internal error", body = ErrorBody),
+        (status = 503, description = "The registry store failed, or the request timed out", body = ErrorBody),
+    ),
+)]
 pub(super) async fn put_partner(
     State(state): State<AppState>,
     caller: Caller,
@@ -67,6 +123,22 @@ pub(super) async fn put_partner(
     ))
 }
 
+/// Lists partners.
+///
+/// Roles: ops.
+#[utoipa::path(
+    get,
+    path = "/v1/admin/partners",
+    operation_id = "list_partners",
+    tag = "admin",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Every partner, by id", body = Vec<Partner>),
+        (status = 401, description = "No, malformed, unknown or revoked token", body = ErrorBody),
+        (status = 403, description = "The token is not ops", body = ErrorBody),
+        (status = 503, description = "The request timed out", body = ErrorBody),
+    ),
+)]
 pub(super) async fn list_partners(
     State(state): State<AppState>,
     caller: Caller,
@@ -87,6 +159,55 @@ pub(super) async fn list_partners(
 /// Header carrying the hex ed25519 signature of the component's SHA-256 digest.
 pub const SIGNATURE_HEADER: &str = "x-offerhost-signature";
 
+/// The raw bytes of a WebAssembly component, for the document only: the handler reads
+/// the body itself.
+pub(super) enum WasmComponent {}
+
+impl utoipa::PartialSchema for WasmComponent {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .content_media_type("application/wasm")
+            .into()
+    }
+}
+
+impl ToSchema for WasmComponent {}
+
+/// Uploads a plugin version.
+///
+/// The body is the raw bytes of a WebAssembly component. The host checks it, smoke-calls
+/// it and stages it: it is not active until promoted.
+///
+/// Roles: ops, or a partner token of `partner`.
+#[utoipa::path(
+    post,
+    path = "/v1/admin/partners/{partner}/plugins",
+    operation_id = "upload_plugin",
+    tag = "admin",
+    security(("bearer" = [])),
+    params(
+        ("partner" = String, Path, description = "Partner id"),
+        ("x-offerhost-signature" = Option<String>, Header, nullable = false, description = "Hex ed25519 signature of the component's SHA-256 digest, by the partner's `public_key`; required when the partner has one"),
+    ),
+    request_body(
+        content = inline(WasmComponent),
+        content_type = "application/wasm",
+        description = "The component's bytes (any content type is accepted)",
+    ),
+    responses(
+        (status = 201, description = "The staged version", body = VersionMeta),
+        (status = 400, description = "The body could not be read", body = ErrorBody),
+        (status = 401, description = "No, malformed, unknown or revoked token", body = ErrorBody),
+        (status = 403, description = "The token may not act for this partner", body = ErrorBody),
+        (status = 404, description = "No such partner", body = ErrorBody),
+        (status = 409, description = "The registry changed concurrently; retry", body = ErrorBody),
+        (status = 413, description = "The component is larger than `registry.max_component_bytes`", body = ErrorBody),
+        (status = 422, description = "The component was rejected (`rejected`: not a valid component, wrong WIT version, failed smoke call, bad or missing signature, the version exists with different bytes) or the partner's key is invalid (`invalid`)", body = ErrorBody),
+        (status = 500, description = "Internal error", body = ErrorBody),
+        (status = 503, description = "The registry store failed, or the request timed out", body = ErrorBody),
+    ),
+)]
 pub(super) async fn upload(
     State(state): State<AppState>,
     caller: Caller,
@@ -106,6 +227,24 @@ pub(super) async fn upload(
     Ok((StatusCode::CREATED, Json(meta)))
 }
 
+/// Lists plugins.
+///
+/// Every plugin the caller may manage, with versions and rollout state.
+///
+/// Roles: ops (every plugin), partner (its own plugins).
+#[utoipa::path(
+    get,
+    path = "/v1/admin/plugins",
+    operation_id = "list_plugins",
+    tag = "admin",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The plugins, by `partner/name`", body = Vec<PluginEntry>),
+        (status = 401, description = "No, malformed, unknown or revoked token", body = ErrorBody),
+        (status = 403, description = "The token is an app token", body = ErrorBody),
+        (status = 503, description = "The request timed out", body = ErrorBody),
+    ),
+)]
 pub(super) async fn list_plugins(
     State(state): State<AppState>,
     caller: Caller,
@@ -151,6 +290,29 @@ fn entry(
         })
 }
 
+/// One plugin.
+///
+/// With its versions and rollout state.
+///
+/// Roles: ops, or a partner token of `partner`.
+#[utoipa::path(
+    get,
+    path = "/v1/admin/plugins/{partner}/{plugin}",
+    operation_id = "get_plugin",
+    tag = "admin",
+    security(("bearer" = [])),
+    params(
+        ("partner" = String, Path, description = "Partner id"),
+        ("plugin" = String, Path, description = "Plugin name"),
+    ),
+    responses(
+        (status = 200, description = "The plugin", body = PluginEntry),
+        (status = 401, description = "No, malformed, unknown or revoked token", body = ErrorBody),
+        (status = 403, description = "The token may not act for this partner", body = ErrorBody),
+        (status = 404, description = "No such plugin", body = ErrorBody),
+        (status = 503, description = "The request timed out", body = ErrorBody),
+    ),
+)]
 pub(super) async fn show_plugin(
     State(state): State<AppState>,
     caller: Caller,
@@ -159,6 +321,37 @@ pub(super) async fn show_plugin(
     Ok(Json(entry(&state, &caller, &partner, &plugin)?))
 }
 
+/// Changes a plugin's rollout or settings.
+///
+/// One action: canary, promote, rollback, disable, enable, shadow, reinstate, config,
+/// limits or placements.
+///
+/// Roles: ops.
+#[utoipa::path(
+    post,
+    path = "/v1/admin/plugins/{partner}/{plugin}/rollout",
+    operation_id = "rollout_plugin",
+    tag = "admin",
+    security(("bearer" = [])),
+    params(
+        ("partner" = String, Path, description = "Partner id"),
+        ("plugin" = String, Path, description = "Plugin name"),
+    ),
+    request_body = RolloutAction,
+    responses(
+        (status = 200, description = "The plugin after the change", body = PluginEntry),
+        (status = 400, description = "The body is not JSON", body = ErrorBody),
+        (status = 401, description = "No, malformed, unknown or revoked token", body = ErrorBody),
+        (status = 403, description = "The token is not ops", body = ErrorBody),
+        (status = 404, description = "No such plugin or version", body = ErrorBody),
+        (status = 409, description = "The registry changed concurrently; retry", body = ErrorBody),
+        (status = 413, description = "The body is larger than `http.max_body_bytes`", body = ErrorBody),
+        (status = 415, description = "The body is not sent as `application/json`", body = ErrorBody),
+        (status = 422, description = "A field is missing or invalid (`invalid-field`), or the change does not apply to the plugin's state (`invalid`)", body = ErrorBody),
+        (status = 500, description = "Internal error", body = ErrorBody),
+        (status = 503, description = "The registry store failed, or the request timed out", body = ErrorBody),
+    ),
+)]
 pub(super) async fn rollout(
     State(state): State<AppState>,
     caller: Caller,
@@ -173,6 +366,29 @@ pub(super) async fn rollout(
     ))
 }
 
+/// A plugin's health.
+///
+/// Outcome counters of this process, the current failure window, quarantine.
+///
+/// Roles: ops, or a partner token of `partner`.
+#[utoipa::path(
+    get,
+    path = "/v1/admin/plugins/{partner}/{plugin}/health",
+    operation_id = "get_plugin_health",
+    tag = "admin",
+    security(("bearer" = [])),
+    params(
+        ("partner" = String, Path, description = "Partner id"),
+        ("plugin" = String, Path, description = "Plugin name"),
+    ),
+    responses(
+        (status = 200, description = "The plugin's health in this process", body = HealthReport),
+        (status = 401, description = "No, malformed, unknown or revoked token", body = ErrorBody),
+        (status = 403, description = "The token may not act for this partner", body = ErrorBody),
+        (status = 404, description = "No such plugin", body = ErrorBody),
+        (status = 503, description = "The request timed out", body = ErrorBody),
+    ),
+)]
 pub(super) async fn health(
     State(state): State<AppState>,
     caller: Caller,
@@ -182,7 +398,8 @@ pub(super) async fn health(
     Ok(Json(state.registry().health(&e.key())))
 }
 
-#[derive(Deserialize)]
+/// A test call of one plugin version.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct TestRequest {
     /// Version to run; default the active one.
@@ -195,17 +412,55 @@ pub(super) struct TestRequest {
     config: Option<BTreeMap<String, String>>,
 }
 
-#[derive(Serialize)]
+/// What a test call did.
+#[derive(Serialize, ToSchema)]
 pub(super) struct TestResult {
+    /// `partner/plugin`.
     plugin: String,
+    /// The version called.
     version: String,
+    /// How the call ended.
     outcome: Outcome,
+    /// Bids that follow the contract.
     bids: Vec<Bid>,
+    /// Bids the host would drop, with the reason.
     rejected_bids: Vec<RejectedBid>,
+    /// What the call cost.
     cost: Cost,
+    /// What the plugin logged.
     logs: Vec<LogLine>,
 }
 
+/// Test-calls a plugin version.
+///
+/// Calls one version with the given features, outside any slate, and reports its
+/// outcome, bids, cost and logs.
+///
+/// Roles: ops, or a partner token of `partner`.
+#[utoipa::path(
+    post,
+    path = "/v1/admin/plugins/{partner}/{plugin}/test",
+    operation_id = "test_plugin",
+    tag = "admin",
+    security(("bearer" = [])),
+    params(
+        ("partner" = String, Path, description = "Partner id"),
+        ("plugin" = String, Path, description = "Plugin name"),
+    ),
+    request_body = TestRequest,
+    responses(
+        (status = 200, description = "The call's report (a failed call is still a 200)", body = TestResult),
+        (status = 400, description = "The body is not JSON", body = ErrorBody),
+        (status = 401, description = "No, malformed, unknown or revoked token", body = ErrorBody),
+        (status = 403, description = "The token may not act for this partner", body = ErrorBody),
+        (status = 404, description = "No such plugin or version", body = ErrorBody),
+        (status = 413, description = "The body is larger than `http.max_body_bytes`", body = ErrorBody),
+        (status = 415, description = "The body is not sent as `application/json`", body = ErrorBody),
+        (status = 422, description = "A field is missing or invalid (`invalid-field`), or no version was named and none is active (`invalid`)", body = ErrorBody),
+        (status = 500, description = "Internal error", body = ErrorBody),
+        (status = 503, description = "The registry store failed, or the request timed out", body = ErrorBody),
+    ),
+)]
 pub(super) async fn test(
     State(state): State<AppState>,
     caller: Caller,
@@ -259,20 +514,57 @@ pub(super) async fn test(
     }))
 }
 
-#[derive(Deserialize)]
+/// A token to create.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct NewToken {
+    /// Unique name, shown in the audit log.
     name: String,
+    /// What the token may do.
     role: Role,
+    /// For partner tokens, the partner.
     #[serde(default)]
     partner: Option<String>,
 }
 
+/// A created token.
+#[derive(Serialize, ToSchema)]
+pub(super) struct CreatedToken {
+    /// Its name.
+    name: String,
+    /// The secret, shown only this once (only its hash is stored).
+    token: String,
+}
+
+/// Creates an API token.
+///
+/// Roles: ops.
+#[utoipa::path(
+    post,
+    path = "/v1/admin/tokens",
+    operation_id = "create_token",
+    tag = "admin",
+    security(("bearer" = [])),
+    request_body = NewToken,
+    responses(
+        (status = 201, description = "The token, with its secret", body = CreatedToken),
+        (status = 400, description = "The body is not JSON", body = ErrorBody),
+        (status = 401, description = "No, malformed, unknown or revoked token", body = ErrorBody),
+        (status = 403, description = "The token is not ops", body = ErrorBody),
+        (status = 404, description = "No such partner", body = ErrorBody),
+        (status = 409, description = "A token has that name, or the registry changed concurrently", body = ErrorBody),
+        (status = 413, description = "The body is larger than `http.max_body_bytes`", body = ErrorBody),
+        (status = 415, description = "The body is not sent as `application/json`", body = ErrorBody),
+        (status = 422, description = "A field is missing or invalid (`invalid-field`), or the name, role and partner do not fit together (`invalid`)", body = ErrorBody),
+        (status = 500, description = "Internal error", body = ErrorBody),
+        (status = 503, description = "The registry store failed, or the request timed out", body = ErrorBody),
+    ),
+)]
 pub(super) async fn create_token(
     State(state): State<AppState>,
     caller: Caller,
     ApiJson(req): ApiJson<NewToken>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<CreatedToken>), ApiError> {
     let actor = caller.require(&[Role::Ops])?.clone();
     let registry = state.registry().clone();
     let name = req.name.clone();
@@ -280,29 +572,60 @@ pub(super) async fn create_token(
         registry.create_token(&actor, &req.name, req.role, req.partner.as_deref())
     })
     .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({"name": name, "token": token})),
-    ))
+    Ok((StatusCode::CREATED, Json(CreatedToken { name, token })))
 }
 
+/// A revoked token.
+#[derive(Serialize, ToSchema)]
+pub(super) struct Revoked {
+    /// Its name.
+    revoked: String,
+}
+
+/// Revokes an API token.
+///
+/// It stops working at once.
+///
+/// Roles: ops.
+#[utoipa::path(
+    delete,
+    path = "/v1/admin/tokens/{name}",
+    operation_id = "revoke_token",
+    tag = "admin",
+    security(("bearer" = [])),
+    params(("name" = String, Path, description = "Token name")),
+    responses(
+        (status = 200, description = "Revoked", body = Revoked),
+        (status = 401, description = "No, malformed, unknown or revoked token", body = ErrorBody),
+        (status = 403, description = "The token is not ops", body = ErrorBody),
+        (status = 404, description = "No token has that name", body = ErrorBody),
+        (status = 409, description = "The registry changed concurrently; retry", body = ErrorBody),
+        (status = 500, description = "Internal error", body = ErrorBody),
+        (status = 503, description = "The registry store failed, or the request timed out", body = ErrorBody),
+    ),
+)]
 pub(super) async fn revoke_token(
     State(state): State<AppState>,
     caller: Caller,
     Path(name): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Revoked>, ApiError> {
     let actor = caller.require(&[Role::Ops])?.clone();
     let registry = state.registry().clone();
     let n = name.clone();
     blocking(move || registry.revoke_token(&actor, &n)).await?;
-    Ok(Json(json!({"revoked": name})))
+    Ok(Json(Revoked { revoked: name }))
 }
 
-#[derive(Deserialize)]
+/// Which audit entries to read.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(super) struct AuditQuery {
+    /// Only entries with a sequence number above this.
     #[serde(default)]
     after: u64,
+    /// Most entries to return (at most 10 000 are).
     #[serde(default = "default_limit")]
+    #[param(default = 1000)]
     limit: usize,
 }
 
@@ -310,6 +633,27 @@ fn default_limit() -> usize {
     1000
 }
 
+/// The audit log.
+///
+/// Who changed what in the registry, with the state before and after, oldest first.
+///
+/// Roles: ops.
+#[utoipa::path(
+    get,
+    path = "/v1/admin/audit",
+    operation_id = "list_audit",
+    tag = "admin",
+    security(("bearer" = [])),
+    params(AuditQuery),
+    responses(
+        (status = 200, description = "Audit entries in sequence order", body = Vec<AuditEntry>),
+        (status = 400, description = "The query string does not parse (a plain-text answer)", body = String, content_type = "text/plain"),
+        (status = 401, description = "No, malformed, unknown or revoked token", body = ErrorBody),
+        (status = 403, description = "The token is not ops", body = ErrorBody),
+        (status = 500, description = "Internal error", body = ErrorBody),
+        (status = 503, description = "The registry store failed, or the request timed out", body = ErrorBody),
+    ),
+)]
 pub(super) async fn audit(
     State(state): State<AppState>,
     caller: Caller,

@@ -7,6 +7,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use utoipa::ToSchema;
 
 use crate::model::FieldError;
 use crate::slate::SlateError;
@@ -21,15 +22,24 @@ pub struct ApiError {
     message: String,
 }
 
-#[derive(Serialize)]
-struct Body<'a> {
-    error: Inner<'a>,
+/// The body of every error answer.
+#[derive(Serialize, ToSchema)]
+pub(super) struct ErrorBody<'a> {
+    error: ErrorDetail<'a>,
 }
 
-#[derive(Serialize)]
-struct Inner<'a> {
+/// What went wrong.
+#[derive(Serialize, ToSchema)]
+pub(super) struct ErrorDetail<'a> {
+    /// Stable, kebab-case reason code: `invalid-json`, `invalid-field`, `invalid-body`,
+    /// `bad-body`, `body-too-large`, `unsupported-media-type`, `empty`, `unauthorized`,
+    /// `forbidden`, `not-found`, `no-route`, `invalid`, `rejected`, `conflict`,
+    /// `unavailable` or `internal`.
     code: &'a str,
+    /// What is wrong and, for 4xx, why; 5xx messages say nothing internal.
     message: &'a str,
+    /// Dotted path of the offending request field (`profile.tier`,
+    /// `line 3: profile.region`), when the error is about one field.
     #[serde(skip_serializing_if = "Option::is_none")]
     field: Option<&'a str>,
 }
@@ -80,8 +90,8 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = Body {
-            error: Inner {
+        let body = ErrorBody {
+            error: ErrorDetail {
                 code: self.code,
                 message: &self.message,
                 field: self.field.as_deref(),

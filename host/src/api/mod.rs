@@ -5,6 +5,7 @@ mod auth;
 mod error;
 mod events;
 mod health;
+pub mod openapi;
 mod profiles;
 mod reports;
 mod slates;
@@ -15,9 +16,11 @@ use std::time::Duration;
 use axum::Extension;
 use axum::Router;
 use axum::extract::{Request, State};
+use axum::handler::Handler;
+use axum::http::Method;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodFilter, MethodRouter, on};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
@@ -30,72 +33,109 @@ use crate::slate::SlateService;
 /// Shared state of every route.
 pub type AppState = Arc<SlateService>;
 
+/// Every route of the service, one line each: [`app`] registers exactly these, [`routes`]
+/// lists them, and a test checks that the OpenAPI document ([`openapi::openapi`])
+/// describes exactly these. A new route is one line here plus a `#[utoipa::path]` on its
+/// handler, listed in [`openapi::ApiDoc`].
+#[rustfmt::skip]
+fn table() -> Vec<Route> {
+    use Bounds::{Bulk, Open, Standard, Upload};
+    use Method as M;
+    vec![
+        route(M::POST,   "/v1/slates",                                   Standard, slates::create),
+        route(M::POST,   "/v1/events",                                   Standard, events::create),
+        route(M::POST,   "/v1/admin/profiles",                           Bulk,     profiles::bulk_load),
+        route(M::POST,   "/v1/admin/partners/{partner}/plugins",         Upload,   admin::upload),
+        route(M::GET,    "/v1/admin/registry",                           Standard, admin::registry),
+        route(M::POST,   "/v1/admin/partners",                           Standard, admin::put_partner),
+        route(M::GET,    "/v1/admin/partners",                           Standard, admin::list_partners),
+        route(M::GET,    "/v1/admin/plugins",                            Standard, admin::list_plugins),
+        route(M::GET,    "/v1/admin/plugins/{partner}/{plugin}",         Standard, admin::show_plugin),
+        route(M::POST,   "/v1/admin/plugins/{partner}/{plugin}/rollout", Standard, admin::rollout),
+        route(M::GET,    "/v1/admin/plugins/{partner}/{plugin}/health",  Standard, admin::health),
+        route(M::POST,   "/v1/admin/plugins/{partner}/{plugin}/test",    Standard, admin::test),
+        route(M::POST,   "/v1/admin/tokens",                             Standard, admin::create_token),
+        route(M::DELETE, "/v1/admin/tokens/{name}",                      Standard, admin::revoke_token),
+        route(M::GET,    "/v1/admin/audit",                              Standard, admin::audit),
+        route(M::GET,    "/v1/admin/reports/offers",                     Standard, reports::offers),
+        route(M::GET,    "/v1/admin/plugins/{partner}/{plugin}/readout", Standard, reports::readout),
+        route(M::GET,    "/metrics",                                     Open,     reports::metrics),
+        route(M::GET,    "/healthz",                                     Open,     health::healthz),
+        route(M::GET,    "/readyz",                                      Open,     health::readyz),
+        route(M::GET,    "/openapi.json",                                Open,     openapi::serve),
+    ]
+}
+
+/// How a route's requests are bounded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Bounds {
+    /// App and admin JSON routes: `http.max_body_bytes` and `http.request_timeout_ms`.
+    Standard,
+    /// Profile bulk loads, which write many profiles: `http.max_bulk_bytes` and the long
+    /// timeout.
+    Bulk,
+    /// Plugin uploads, which compile and smoke-call a component:
+    /// `registry.max_component_bytes` and the long timeout.
+    Upload,
+    /// Probes and the API document: no body read, no timeout.
+    Open,
+}
+
+/// One entry of [`table`].
+struct Route {
+    method: Method,
+    path: &'static str,
+    bounds: Bounds,
+    handler: MethodRouter<AppState>,
+}
+
+fn route<H, T>(method: Method, path: &'static str, bounds: Bounds, handler: H) -> Route
+where
+    H: Handler<T, AppState>,
+    T: 'static,
+{
+    let filter = MethodFilter::try_from(method.clone()).expect("a method axum can route");
+    Route {
+        method,
+        path,
+        bounds,
+        handler: on(filter, handler),
+    }
+}
+
+/// Method and path of every route [`app`] serves, in registration order.
+pub fn routes() -> Vec<(Method, &'static str)> {
+    table().into_iter().map(|r| (r.method, r.path)).collect()
+}
+
 /// The service's router.
 pub fn app(state: AppState) -> Router {
-    let http = state.config.http.clone();
+    let http = &state.config.http;
     let short = Duration::from_millis(http.request_timeout_ms);
     // Uploads compile and smoke-call a component, bulk loads write many profiles: they
     // get longer than an app request.
     let long = short.max(Duration::from_secs(120));
-    let api = Router::new()
-        .route("/v1/slates", post(slates::create))
-        .route("/v1/events", post(events::create))
-        .layer(Extension(BodyLimit(http.max_body_bytes)))
-        .layer(middleware::from_fn_with_state(short, timeout));
-    let bulk = Router::new()
-        .route("/v1/admin/profiles", post(profiles::bulk_load))
-        .layer(Extension(BodyLimit(http.max_bulk_bytes)))
-        .layer(middleware::from_fn_with_state(long, timeout));
-    let uploads = Router::new()
-        .route("/v1/admin/partners/{partner}/plugins", post(admin::upload))
-        .layer(Extension(BodyLimit(
-            state.config.registry.max_component_bytes as usize,
-        )))
-        .layer(middleware::from_fn_with_state(long, timeout));
-    let admin = Router::new()
-        .route("/v1/admin/registry", get(admin::registry))
-        .route(
-            "/v1/admin/partners",
-            post(admin::put_partner).get(admin::list_partners),
-        )
-        .route("/v1/admin/plugins", get(admin::list_plugins))
-        .route(
-            "/v1/admin/plugins/{partner}/{plugin}",
-            get(admin::show_plugin),
-        )
-        .route(
-            "/v1/admin/plugins/{partner}/{plugin}/rollout",
-            post(admin::rollout),
-        )
-        .route(
-            "/v1/admin/plugins/{partner}/{plugin}/health",
-            get(admin::health),
-        )
-        .route(
-            "/v1/admin/plugins/{partner}/{plugin}/test",
-            post(admin::test),
-        )
-        .route("/v1/admin/tokens", post(admin::create_token))
-        .route(
-            "/v1/admin/tokens/{name}",
-            axum::routing::delete(admin::revoke_token),
-        )
-        .route("/v1/admin/audit", get(admin::audit))
-        .route("/v1/admin/reports/offers", get(reports::offers))
-        .route(
-            "/v1/admin/plugins/{partner}/{plugin}/readout",
-            get(reports::readout),
-        )
-        .layer(Extension(BodyLimit(http.max_body_bytes)))
-        .layer(middleware::from_fn_with_state(short, timeout));
-    Router::new()
-        .merge(api)
-        .merge(bulk)
-        .merge(uploads)
-        .merge(admin)
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route("/metrics", get(reports::metrics))
+    let bounded = |handler: MethodRouter<AppState>, body: usize, time: Duration| {
+        handler
+            .layer(Extension(BodyLimit(body)))
+            .layer(middleware::from_fn_with_state(time, timeout))
+    };
+    let mut router = Router::new();
+    for r in table() {
+        let handler = match r.bounds {
+            Bounds::Standard => bounded(r.handler, http.max_body_bytes, short),
+            Bounds::Bulk => bounded(r.handler, http.max_bulk_bytes, long),
+            Bounds::Upload => bounded(
+                r.handler,
+                state.config.registry.max_component_bytes as usize,
+                long,
+            ),
+            Bounds::Open => r.handler,
+        };
+        // Routes on one path with different methods merge into one.
+        router = router.route(r.path, handler);
+    }
+    router
         .fallback(not_found)
         .with_state(state)
         .layer(

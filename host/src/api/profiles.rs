@@ -6,27 +6,65 @@
 use axum::Json;
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
-use super::error::{decode_json, read_body};
+use super::error::{ErrorBody, decode_json, read_body};
 use super::{ApiError, AppState, Caller};
 use crate::model::FieldError;
 use crate::registry::Role;
 use crate::slate::profile::Profile;
 
-#[derive(Deserialize)]
+/// One line of a bulk profile load.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct Line {
+pub(super) struct ProfileLine {
+    /// Pseudonymous subject id, 1..=128 bytes (stored only as a salted hash).
     subject: String,
+    /// The subject's profile; replaces any stored one.
     profile: Profile,
 }
 
+/// The answer to a bulk load.
+#[derive(Serialize, ToSchema)]
+pub(super) struct Loaded {
+    /// Profiles stored.
+    loaded: usize,
+}
+
+/// Bulk-loads stored profiles.
+///
+/// NDJSON, one `ProfileLine` per line, blank lines ignored. Every line is checked before
+/// any is stored; one bad line rejects the whole body.
+///
+/// Roles: ops.
+#[utoipa::path(
+    post,
+    path = "/v1/admin/profiles",
+    operation_id = "load_profiles",
+    tag = "admin",
+    security(("bearer" = [])),
+    request_body(
+        content = String,
+        content_type = "application/x-ndjson",
+        description = "One JSON object per line, each a `ProfileLine` (see the component schemas)",
+    ),
+    responses(
+        (status = 200, description = "Every profile stored", body = Loaded),
+        (status = 400, description = "The body is not UTF-8 or could not be read", body = ErrorBody),
+        (status = 401, description = "No, malformed, unknown or revoked token", body = ErrorBody),
+        (status = 403, description = "The token is not ops", body = ErrorBody),
+        (status = 413, description = "The body is larger than `http.max_bulk_bytes`", body = ErrorBody),
+        (status = 422, description = "A line is invalid (`field` is `line N: path`), or the body holds no profile (`empty`); nothing was stored", body = ErrorBody),
+        (status = 500, description = "Internal error", body = ErrorBody),
+        (status = 503, description = "The store failed (nothing was stored), or the request timed out", body = ErrorBody),
+    ),
+)]
 pub(super) async fn bulk_load(
     State(state): State<AppState>,
     caller: Caller,
     req: Request,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Loaded>, ApiError> {
     caller.require(&[Role::Ops])?;
     let body = read_body(req).await?;
     let text = std::str::from_utf8(&body).map_err(|_| {
@@ -42,7 +80,7 @@ pub(super) async fn bulk_load(
             continue;
         }
         let n = i + 1;
-        let line: Line = decode_json(raw.as_bytes()).map_err(|e| {
+        let line: ProfileLine = decode_json(raw.as_bytes()).map_err(|e| {
             let field = match e.field {
                 Some(f) if !f.is_empty() => format!("line {n}: {f}"),
                 _ => format!("line {n}"),
@@ -82,5 +120,5 @@ pub(super) async fn bulk_load(
         .await
         .map_err(ApiError::internal)?
         .map_err(ApiError::unavailable)?;
-    Ok(Json(json!({"loaded": loaded})))
+    Ok(Json(Loaded { loaded }))
 }

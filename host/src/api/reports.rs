@@ -5,8 +5,10 @@ use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
+use utoipa::IntoParams;
 
 use super::auth::Caller;
+use super::error::ErrorBody;
 use super::{ApiError, AppState};
 use crate::registry::Role;
 use crate::report::offers::{self, DayRows, Dim, Report};
@@ -14,8 +16,19 @@ use crate::report::readout::{self, Readout, Versions};
 use crate::report::{agg_bucket, arm_bucket};
 use crate::store::StoreError;
 
-/// `GET /metrics`: Prometheus text exposition. No token: scrape it from the internal
-/// network; it holds no customer data.
+/// Service metrics.
+///
+/// Prometheus (OpenMetrics) text exposition: slate latency, plugin calls, fuel and
+/// outcomes, bids and drops, offers served, caps hit, events, registry changes and
+/// quarantines. No authentication: scrape it from the internal network; it holds no
+/// customer data.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    operation_id = "metrics",
+    tag = "probes",
+    responses((status = 200, description = "The metrics", body = String, content_type = "application/openmetrics-text")),
+)]
 pub(super) async fn metrics(State(state): State<AppState>) -> Response {
     (
         [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
@@ -25,7 +38,8 @@ pub(super) async fn metrics(State(state): State<AppState>) -> Response {
 }
 
 /// Query of `GET /v1/admin/reports/offers`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(super) struct OffersQuery {
     /// First local day, `YYYY-MM-DD`; default six days before `to`.
@@ -60,8 +74,29 @@ fn bad(message: String) -> ApiError {
     ApiError::client(StatusCode::BAD_REQUEST, "invalid-query", message)
 }
 
-/// `GET /v1/admin/reports/offers`: ops get exact numbers over every partner; a partner
-/// gets its own offers only, protected (see [`crate::report::offers`]).
+/// Offer report.
+///
+/// Served offers, impressions, clicks and conversions grouped by the dimensions asked
+/// for. Ops get exact numbers over every partner, with distinct customers and values. A
+/// partner gets its own offers only, with every row counting at least `k` customers
+/// (smaller rows merged into `other`) and Laplace noise on the counts.
+///
+/// Roles: ops, partner (its own).
+#[utoipa::path(
+    get,
+    path = "/v1/admin/reports/offers",
+    operation_id = "offers_report",
+    tag = "admin",
+    security(("bearer" = [])),
+    params(OffersQuery),
+    responses(
+        (status = 200, description = "The report", body = Report),
+        (status = 400, description = "A query parameter is invalid", body = ErrorBody),
+        (status = 401, description = "No, malformed, unknown or revoked token", body = ErrorBody),
+        (status = 403, description = "An app token, or a partner naming another partner", body = ErrorBody),
+        (status = 503, description = "The store failed, or the request timed out", body = ErrorBody),
+    ),
+)]
 pub(super) async fn offers(
     State(state): State<AppState>,
     caller: Caller,
@@ -155,8 +190,31 @@ pub(super) async fn offers(
     )))
 }
 
-/// `GET /v1/admin/plugins/{partner}/{plugin}/readout`: active against canary (and the
-/// shadow's disagreement), ops only.
+/// Canary readout.
+///
+/// The active and canary versions over the canary's period, with 95 % intervals, their
+/// difference, and how often a shadow version's top bid differs from the active one's.
+///
+/// Roles: ops.
+#[utoipa::path(
+    get,
+    path = "/v1/admin/plugins/{partner}/{plugin}/readout",
+    operation_id = "plugin_readout",
+    tag = "admin",
+    security(("bearer" = [])),
+    params(
+        ("partner" = String, Path, description = "Partner id"),
+        ("plugin" = String, Path, description = "Plugin name"),
+    ),
+    responses(
+        (status = 200, description = "The readout", body = Readout),
+        (status = 401, description = "No, malformed, unknown or revoked token", body = ErrorBody),
+        (status = 403, description = "The token is not ops", body = ErrorBody),
+        (status = 404, description = "No such plugin", body = ErrorBody),
+        (status = 409, description = "The plugin has no active version", body = ErrorBody),
+        (status = 503, description = "The store failed, or the request timed out", body = ErrorBody),
+    ),
+)]
 pub(super) async fn readout(
     State(state): State<AppState>,
     caller: Caller,

@@ -1,11 +1,12 @@
 //! What plugins return, as the host holds it, and the per-bid validation rules.
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::features::is_slug;
 
 /// An amount in minor units of a currency.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 pub struct Money {
     /// Minor units, `1..=100_000_000`.
     pub amount_minor: u64,
@@ -14,7 +15,7 @@ pub struct Money {
 }
 
 /// What the customer gets.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Reward {
     /// Cash back, basis points `1..=10_000`.
@@ -28,7 +29,7 @@ pub enum Reward {
 }
 
 /// A partner's offer.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Offer {
     /// Partner's stable offer id.
     pub id: String,
@@ -46,7 +47,7 @@ pub struct Offer {
 }
 
 /// An offer and its price.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Bid {
     /// The offer.
     pub offer: Offer,
@@ -57,7 +58,7 @@ pub struct Bid {
 }
 
 /// The error variant a plugin may return instead of bids.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "kind", content = "message", rename_all = "kebab-case")]
 pub enum PluginError {
     /// Missing or malformed configuration.
@@ -79,7 +80,7 @@ impl std::fmt::Display for PluginError {
 }
 
 /// What a plugin says about itself (`describe`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct PluginInfo {
     /// Plugin name.
     pub name: String,
@@ -91,7 +92,7 @@ pub struct PluginInfo {
 
 /// Why the host dropped a bid. The kebab-case code is stable: ops dashboards and the
 /// slate's diagnostics use it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum DropReason {
     /// Offer id empty, longer than 64 bytes or outside `A-Z a-z 0-9 . _ -`.
@@ -285,7 +286,7 @@ fn truncate(s: &str) -> &str {
 }
 
 /// A bid the host refused, and why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct RejectedBid {
     /// Position of the bid in the plugin's answer.
     pub index: usize,

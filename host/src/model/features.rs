@@ -4,11 +4,12 @@
 //! its request file. Field and value names follow the WIT: `high-value`, `mobile-app`, ...
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::FieldError;
 
 /// The issuer's value tier for the customer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Tier {
     /// Top spenders with long tenure.
@@ -24,7 +25,7 @@ pub enum Tier {
 }
 
 /// Card life-cycle stage.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum LifecycleStage {
     /// Applied, not approved.
@@ -42,7 +43,7 @@ pub enum LifecycleStage {
 }
 
 /// Channel of the placement.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default, ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Channel {
     /// Mobile banking app.
@@ -59,7 +60,7 @@ pub enum Channel {
 }
 
 /// Day of the week.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "kebab-case")]
 #[allow(missing_docs)]
 pub enum DayOfWeek {
@@ -73,7 +74,7 @@ pub enum DayOfWeek {
 }
 
 /// Coarse part of the day.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "kebab-case")]
 #[allow(missing_docs)]
 pub enum PartOfDay {
@@ -84,7 +85,7 @@ pub enum PartOfDay {
 }
 
 /// Season.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "kebab-case")]
 #[allow(missing_docs)]
 pub enum Season {
@@ -95,7 +96,7 @@ pub enum Season {
 }
 
 /// RFM quintile buckets, each `1..=5`, 5 best.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Rfm {
     /// 5 = purchased very recently.
@@ -107,7 +108,7 @@ pub struct Rfm {
 }
 
 /// One category affinity.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Affinity {
     /// Category id, kebab-case, 1..=32 bytes.
@@ -117,7 +118,7 @@ pub struct Affinity {
 }
 
 /// Coarse time context.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Context {
     /// Day of the week.
@@ -132,7 +133,7 @@ pub struct Context {
 }
 
 /// The features of one customer as one partner may see them. `None` or empty = withheld.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Features {
     /// Value tier.

@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::Registry;
 use crate::sandbox::Outcome;
@@ -48,7 +49,7 @@ pub(crate) struct PluginHealth {
 }
 
 /// What ops see of a plugin's health.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct HealthReport {
     /// `partner/plugin`.
     pub plugin: String,

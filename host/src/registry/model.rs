@@ -5,13 +5,14 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::model::PluginInfo;
 use crate::sandbox::{Limits, PluginConfig};
 use crate::slate::profile::FeatureField;
 
 /// The registry document.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegistryDoc {
     /// Partners by id.
@@ -23,7 +24,7 @@ pub struct RegistryDoc {
 }
 
 /// A co-brand partner.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Partner {
     /// Partner id, kebab-case.
@@ -42,7 +43,7 @@ pub struct Partner {
 }
 
 /// One uploaded version of a plugin.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VersionMeta {
     /// Semver version (from `describe`).
@@ -62,7 +63,7 @@ pub struct VersionMeta {
 }
 
 /// A canary: a version given to a sticky share of subjects.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Canary {
     /// The canary version.
@@ -72,7 +73,7 @@ pub struct Canary {
 }
 
 /// A partner plugin with its versions and rollout state.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PluginEntry {
     /// Partner id.
@@ -100,6 +101,7 @@ pub struct PluginEntry {
     pub quarantined: Option<String>,
     /// Values for its `config` import.
     #[serde(default)]
+    #[schema(value_type = BTreeMap<String, String>)]
     pub config: PluginConfig,
     /// Limit overrides (within the engine maxima).
     #[serde(default)]
@@ -117,7 +119,7 @@ impl PluginEntry {
 }
 
 /// Who a token speaks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Role {
     /// Everything.
@@ -129,7 +131,7 @@ pub enum Role {
 }
 
 /// A token, without the secret.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TokenMeta {
     /// Unique name, shown in the audit log.
@@ -144,7 +146,7 @@ pub struct TokenMeta {
 }
 
 /// One audit entry.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct AuditEntry {
     /// Sequence number (filled in when read).
     #[serde(default)]

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::{
     Actor, AuditParts, Canary, Partner, PluginEntry, Registry, RegistryError, Role, TokenMeta,
@@ -15,7 +16,7 @@ use crate::model::is_slug;
 use crate::sandbox::Limits;
 
 /// A change to one plugin's rollout or settings.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "action", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum RolloutAction {
     /// Give `version` to `percent` of subjects (sticky per subject).

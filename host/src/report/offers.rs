@@ -91,7 +91,19 @@ impl ReportConfig {
 const NOISY_COUNTS: usize = 4;
 
 /// A dimension rows can be grouped by.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum Dim {
     /// Local day, `YYYY-MM-DD`.
@@ -159,7 +171,7 @@ impl Dim {
 }
 
 /// One row of a report.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ReportRow {
     /// The row's value of each grouping dimension (`other` in a merged row).
     pub key: BTreeMap<String, String>,
@@ -187,7 +199,7 @@ pub struct ReportRow {
 }
 
 /// How a partner report was protected.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Privacy {
     /// Fewest distinct customers in a row shown.
     pub k: u32,
@@ -204,7 +216,7 @@ pub struct Privacy {
 }
 
 /// A report.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Report {
     /// First day, inclusive.
     pub from: String,

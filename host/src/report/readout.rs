@@ -17,7 +17,7 @@ use crate::store::CounterRow;
 const Z: f64 = 1.959_963_984_540_054;
 
 /// An estimate with its 95 % interval.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Estimate {
     /// Point estimate (`null` without observations).
     pub value: Option<f64>,
@@ -87,7 +87,7 @@ fn moments(sum: u64, sq: u64, n: u64) -> (f64, f64) {
 }
 
 /// One version's side of a readout.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Arm {
     /// `active`, `canary` or `shadow`.
     pub role: String,
@@ -114,7 +114,7 @@ pub struct Arm {
 }
 
 /// Canary minus active.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Difference {
     /// Of CTR.
     pub ctr: Estimate,
@@ -127,7 +127,7 @@ pub struct Difference {
 }
 
 /// A shadow version's comparison with the active version.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Shadow {
     /// The shadow's own numbers (it serves nothing, so only calls, failures, fuel and
     /// latency are meaningful).
@@ -137,7 +137,7 @@ pub struct Shadow {
 }
 
 /// The readout of one plugin.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Readout {
     /// `partner/plugin`.
     pub plugin: String,

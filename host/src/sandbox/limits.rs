@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 /// What one plugin call may use. Every field has a documented default; ops may lower or
 /// raise them per plugin up to the engine's maxima ([`EngineLimits`]).
@@ -10,7 +11,7 @@ use serde::{Deserialize, Serialize};
 /// What a malicious plugin can still do inside these limits: burn its fuel and its
 /// deadline (one core for up to `deadline`), fill its memory, and return at most
 /// `max_bids` bids of `max_output_bytes`. It cannot reach anything outside its instance.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
     /// Fuel (roughly one unit per WebAssembly instruction) for instantiation plus the

@@ -1,11 +1,12 @@
 //! What a call came to: a typed outcome callers can report, and what it cost.
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::model::PluginError;
 
 /// How one plugin call ended.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum Outcome {
     /// The call returned a well-formed answer.
@@ -82,7 +83,7 @@ impl std::fmt::Display for Outcome {
 }
 
 /// What a call cost.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Cost {
     /// Fuel consumed by instantiation and the call.
     pub fuel_used: u64,
@@ -99,7 +100,7 @@ pub struct Cost {
 }
 
 /// Severity of a plugin log line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "kebab-case")]
 #[allow(missing_docs)]
 pub enum LogLevel {
@@ -110,7 +111,7 @@ pub enum LogLevel {
 }
 
 /// One line a plugin logged.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct LogLine {
     /// Severity.
     pub level: LogLevel,

@@ -24,6 +24,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::clock::Clock;
 use crate::config::{Config, PlacementConfig};
@@ -41,7 +42,7 @@ use deployment::{DeployedPlugin, Variant};
 use profile::Profile;
 
 /// `POST /v1/slates` body.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SlateRequest {
     /// Placement id.
@@ -60,7 +61,7 @@ pub struct SlateRequest {
 }
 
 /// One offer in a slate.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct SlateOffer {
     /// 1-based position.
     pub rank: u32,
@@ -79,7 +80,7 @@ pub struct SlateOffer {
 }
 
 /// A dropped bid, for diagnostics.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct DroppedBid {
     /// Offer id.
     pub offer_id: String,
@@ -90,7 +91,7 @@ pub struct DroppedBid {
 }
 
 /// What one plugin did for this slate.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct PluginDiagnostics {
     /// Partner id.
     pub partner: String,
@@ -119,7 +120,7 @@ pub struct PluginDiagnostics {
 }
 
 /// The answer to a slate request.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Slate {
     /// Id for events.
     pub slate_id: String,
@@ -140,7 +141,7 @@ pub struct Slate {
 }
 
 /// Kinds of event the app reports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum EventType {
     /// The offer was shown.
@@ -152,7 +153,7 @@ pub enum EventType {
 }
 
 /// `POST /v1/events` body.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EventRequest {
     /// The app's unique id for this event: sending it again changes nothing.
@@ -169,7 +170,7 @@ pub struct EventRequest {
 }
 
 /// The answer to an event.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct EventAck {
     /// `new` or `duplicate`.
     pub recorded: Recorded,

@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::model::{
     Affinity, Channel, Context, DayOfWeek, Features, FieldError, LifecycleStage, MAX_AFFINITIES,
@@ -17,7 +18,7 @@ use crate::model::{
 
 /// What the app knows about one customer. Every field is optional; what is missing is
 /// simply not passed on.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Profile {
     /// Days since the last card purchase.
@@ -162,7 +163,9 @@ impl RfmCutPoints {
 }
 
 /// A feature a partner may be granted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum FeatureField {
     /// Value tier.

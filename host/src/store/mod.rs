@@ -6,6 +6,7 @@ mod sled_store;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use utoipa::ToSchema;
 
 pub use redis_store::RedisStore;
 pub use sled_store::SledStore;
@@ -140,7 +141,7 @@ pub struct CounterRow {
 }
 
 /// What an event did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Recorded {
     /// First time this event id was seen; counted.
