@@ -247,5 +247,77 @@ impl Metrics {
     }
 }
 
+/// Every outcome kind a call can end in (`Outcome::kind`).
+const OUTCOME_KINDS: [&str; 10] = [
+    "ok",
+    "fuel-exhausted",
+    "deadline",
+    "memory-limit",
+    "log-limit",
+    "trap",
+    "invalid-output",
+    "plugin-error",
+    "instantiation-failed",
+    "late",
+];
+
+/// The metric handles of one plugin version in one arm, labelled once when a deployment
+/// snapshot is built, so a plugin call updates them without building label sets.
+pub struct CallMetrics {
+    /// Call latency, seconds.
+    pub call_seconds: Histogram,
+    /// Fuel per call.
+    pub fuel: Histogram,
+    /// Bids returned.
+    pub bids: Counter,
+    outcomes: Family<OutcomeLabels, Counter>,
+    labels: ArmLabels,
+    by_outcome: [std::sync::OnceLock<Counter>; OUTCOME_KINDS.len()],
+}
+
+impl CallMetrics {
+    /// Counts one call that ended in `kind`.
+    pub fn outcome(&self, kind: &'static str) {
+        let Some(i) = OUTCOME_KINDS.iter().position(|k| *k == kind) else {
+            return;
+        };
+        // Created on first use, so only outcomes that happened appear in the output.
+        self.by_outcome[i]
+            .get_or_init(|| {
+                self.outcomes
+                    .get_or_create(&OutcomeLabels {
+                        partner: self.labels.partner.clone(),
+                        plugin: self.labels.plugin.clone(),
+                        version: self.labels.version.clone(),
+                        arm: self.labels.arm,
+                        outcome: kind,
+                    })
+                    .clone()
+            })
+            .inc();
+    }
+}
+
+impl Metrics {
+    /// The handles of `labels`.
+    pub fn call_metrics(&self, labels: ArmLabels) -> CallMetrics {
+        CallMetrics {
+            call_seconds: self.call_seconds.get_or_create(&labels).clone(),
+            fuel: self.call_fuel.get_or_create(&labels).clone(),
+            bids: self
+                .bids
+                .get_or_create(&VersionLabels {
+                    partner: labels.partner.clone(),
+                    plugin: labels.plugin.clone(),
+                    version: labels.version.clone(),
+                })
+                .clone(),
+            outcomes: self.calls.clone(),
+            labels,
+            by_outcome: Default::default(),
+        }
+    }
+}
+
 /// The content type of [`Metrics::encode`].
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";

@@ -266,7 +266,9 @@ pub(super) async fn list_plugins(
     ))
 }
 
-fn entry(
+/// Plugin `partner/plugin`, if the caller may see it (ops or that partner); 404 if
+/// there is none.
+pub(super) fn entry(
     state: &AppState,
     caller: &Caller,
     partner: &str,

@@ -119,10 +119,7 @@ pub(super) async fn offers(
     };
     let protected = actor.role == Role::Partner;
     let config = &state.config.reports;
-    let today = state.clock.now().to_offset(
-        time::UtcOffset::from_whole_seconds(state.config.utc_offset_minutes * 60)
-            .unwrap_or(time::UtcOffset::UTC),
-    );
+    let today = state.local_time(state.clock.now());
     let to = match &q.to {
         Some(t) => day_param("to", t)?,
         None => today.date(),
@@ -222,14 +219,7 @@ pub(super) async fn readout(
 ) -> Result<Json<Readout>, ApiError> {
     caller.require(&[Role::Ops])?;
     let key = format!("{partner}/{plugin}");
-    let doc = state.registry().doc();
-    let entry = doc.1.plugins.get(&key).ok_or_else(|| {
-        ApiError::client(
-            StatusCode::NOT_FOUND,
-            "not-found",
-            format!("no plugin {key:?}"),
-        )
-    })?;
+    let entry = super::admin::entry(&state, &caller, &partner, &plugin)?;
     let Some(active) = entry.active.clone() else {
         return Err(ApiError::client(
             StatusCode::CONFLICT,

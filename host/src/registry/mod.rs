@@ -20,7 +20,7 @@ use arc_swap::ArcSwap;
 use sha2::{Digest, Sha256};
 
 use crate::clock::Clock;
-use crate::metrics::{ActionLabels, Metrics};
+use crate::metrics::{ActionLabels, ArmLabels, Metrics};
 use crate::model::Features;
 use crate::sandbox::{Limits, Plugin, Sandbox};
 use crate::slate::deployment::{DeployedPlugin, Deployment, Variant};
@@ -300,7 +300,13 @@ impl Registry {
             else {
                 continue;
             };
-            let variant = |version: &str| -> Result<Variant, RegistryError> {
+            let canary = entry.canary.as_ref().map(|c| c.version.as_str());
+            // Each version's role, stats row and metric handles are fixed for the life
+            // of the snapshot: plugin calls only look them up.
+            let variant = |version: &str,
+                           role: &'static str,
+                           beside: Option<&str>|
+             -> Result<Variant, RegistryError> {
                 let meta = entry.versions.get(version).ok_or_else(|| {
                     RegistryError::NotFound(format!("{} has no version {version}", entry.key()))
                 })?;
@@ -309,23 +315,32 @@ impl Registry {
                     info: meta.info.clone(),
                     version: meta.version.clone(),
                     digest: meta.digest.clone(),
+                    role,
+                    arm_row: crate::report::arm_row(version, role, beside),
+                    metrics: Arc::new(self.metrics.call_metrics(ArmLabels {
+                        partner: entry.partner.clone(),
+                        plugin: meta.info.name.clone(),
+                        version: meta.version.clone(),
+                        arm: role,
+                    })),
                 })
             };
             let deployed = (|| -> Result<DeployedPlugin, RegistryError> {
                 Ok(DeployedPlugin {
                     key: entry.key(),
+                    arm_bucket: crate::report::arm_bucket(&entry.key()),
                     partner: partner.id.clone(),
                     weight: partner.weight,
                     allow: partner.allow.clone(),
                     segments: partner.segments.clone(),
                     placements: entry.placements.clone(),
-                    active: variant(active)?,
+                    active: variant(active, "active", canary)?,
                     canary: match &entry.canary {
-                        Some(c) => Some((variant(&c.version)?, c.bps)),
+                        Some(c) => Some((variant(&c.version, "canary", Some(active))?, c.bps)),
                         None => None,
                     },
                     shadow: match &entry.shadow {
-                        Some(v) => Some(variant(v)?),
+                        Some(v) => Some(variant(v, "shadow", Some(active))?),
                         None => None,
                     },
                     config: Arc::new(entry.config.clone()),

@@ -123,23 +123,31 @@ struct Pending {
     members: HashSet<String>,
 }
 
-/// Counts waiting to be written to the store.
+/// Counts waiting to be written to the store, by bucket and row.
 #[derive(Default)]
 pub struct Aggregator {
-    pending: Mutex<HashMap<(String, String), Pending>>,
+    pending: Mutex<HashMap<String, HashMap<String, Pending>>>,
 }
 
 impl Aggregator {
-    /// Adds `fields` (and `member`, when given) to row `row` of `bucket`.
+    /// Adds `fields` (and `member`, when given) to row `row` of `bucket`. Allocates only
+    /// for a row or field not yet pending.
     pub fn add(
         &self,
-        bucket: String,
-        row: String,
+        bucket: &str,
+        row: &str,
         fields: &[(&'static str, u64)],
         member: Option<&str>,
     ) {
         let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-        let p = pending.entry((bucket, row)).or_default();
+        let rows = match pending.get_mut(bucket) {
+            Some(rows) => rows,
+            None => pending.entry(bucket.to_string()).or_default(),
+        };
+        let p = match rows.get_mut(row) {
+            Some(p) => p,
+            None => rows.entry(row.to_string()).or_default(),
+        };
         for (name, n) in fields {
             match p.fields.get_mut(*name) {
                 Some(v) => *v = v.saturating_add(*n),
@@ -160,11 +168,13 @@ impl Aggregator {
         let pending = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()));
         pending
             .into_iter()
-            .map(|((bucket, row), p)| CounterAdd {
-                bucket,
-                row,
-                fields: p.fields.into_iter().collect(),
-                members: p.members.into_iter().collect(),
+            .flat_map(|(bucket, rows)| {
+                rows.into_iter().map(move |(row, p)| CounterAdd {
+                    bucket: bucket.clone(),
+                    row,
+                    fields: p.fields.into_iter().collect(),
+                    members: p.members.into_iter().collect(),
+                })
             })
             .collect()
     }
@@ -173,20 +183,16 @@ impl Aggregator {
     pub fn restore(&self, adds: Vec<CounterAdd>) {
         let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
         for add in adds {
-            let p = pending.entry((add.bucket, add.row)).or_default();
+            let p = pending
+                .entry(add.bucket)
+                .or_default()
+                .entry(add.row)
+                .or_default();
             for (name, n) in add.fields {
                 let v = p.fields.entry(name).or_default();
                 *v = v.saturating_add(n);
             }
             p.members.extend(add.members);
         }
-    }
-
-    /// Whether nothing is pending.
-    pub fn is_empty(&self) -> bool {
-        self.pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .is_empty()
     }
 }

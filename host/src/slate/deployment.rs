@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
+use crate::metrics::CallMetrics;
 use crate::model::PluginInfo;
 use crate::sandbox::{Limits, Plugin, PluginConfig};
 use crate::store::SubjectKey;
@@ -22,6 +23,12 @@ pub struct Variant {
     pub version: String,
     /// Component digest.
     pub digest: String,
+    /// The role it plays in this snapshot: `active`, `canary` or `shadow`.
+    pub role: &'static str,
+    /// The row its experiment stats go to ([`crate::report::arm_row`]).
+    pub arm_row: String,
+    /// Its metric handles in this role.
+    pub metrics: Arc<CallMetrics>,
 }
 
 /// One partner plugin, ready to call.
@@ -30,6 +37,8 @@ pub struct DeployedPlugin {
     pub key: String,
     /// Partner id.
     pub partner: String,
+    /// The bucket its experiment stats go to ([`crate::report::arm_bucket`]).
+    pub arm_bucket: String,
     /// Ranking weight.
     pub weight: f64,
     /// Features the partner may see.

@@ -29,8 +29,7 @@ use utoipa::ToSchema;
 use crate::clock::Clock;
 use crate::config::{Config, PlacementConfig};
 use crate::metrics::{
-    ArmLabels, EventLabels, Metrics, OutcomeLabels, PlacementLabels, PlacementOnly, ReasonLabels,
-    SlateLabels, VersionLabels,
+    EventLabels, Metrics, PlacementLabels, PlacementOnly, ReasonLabels, SlateLabels,
 };
 use crate::model::{Bid, DropReason, FieldError, Offer, screen_bids};
 use crate::registry::Registry;
@@ -341,11 +340,16 @@ impl SlateService {
         Ok(slate)
     }
 
-    /// The issuer-local day of `now`, `YYYY-MM-DD`.
-    fn local_day(&self, now: time::OffsetDateTime) -> String {
+    /// `now` in the customers' local time (`utc_offset_minutes`).
+    pub fn local_time(&self, now: time::OffsetDateTime) -> time::OffsetDateTime {
         let offset = time::UtcOffset::from_whole_seconds(self.config.utc_offset_minutes * 60)
             .unwrap_or(time::UtcOffset::UTC);
-        let d = now.to_offset(offset).date();
+        now.to_offset(offset)
+    }
+
+    /// The issuer-local day of `now`, `YYYY-MM-DD`.
+    fn local_day(&self, now: time::OffsetDateTime) -> String {
+        let d = self.local_time(now).date();
         format!("{:04}-{:02}-{:02}", d.year(), d.month() as u8, d.day())
     }
 
@@ -388,9 +392,7 @@ impl SlateService {
             return Ok(slate);
         }
 
-        let offset = time::UtcOffset::from_whole_seconds(self.config.utc_offset_minutes * 60)
-            .unwrap_or(time::UtcOffset::UTC);
-        let local = now.to_offset(offset);
+        let local = self.local_time(now);
         let local = time::PrimitiveDateTime::new(local.date(), local.time());
         let derived = profile::derive(
             &profile,
@@ -425,30 +427,19 @@ impl SlateService {
                 &placement.id,
                 placement.channel,
             ));
-            let canary = p.canary.as_ref().map(|(c, _)| c.version.as_str());
-            let active = p.active.version.as_str();
             if let Some(shadow) = &p.shadow {
                 calls.push(Call {
                     plugin: p.clone(),
                     variant: shadow.clone(),
                     features: features.clone(),
                     shadow: true,
-                    role: "shadow",
-                    arm_row: crate::report::arm_row(&shadow.version, "shadow", Some(active)),
                 });
             }
-            let (role, other) = if canary == Some(variant.version.as_str()) {
-                ("canary", Some(active))
-            } else {
-                ("active", canary)
-            };
             calls.push(Call {
                 plugin: p.clone(),
                 variant: variant.clone(),
                 features,
                 shadow: false,
-                role,
-                arm_row: crate::report::arm_row(&variant.version, role, other),
             });
         }
         let reports = self.fan_out(calls).await;
@@ -489,7 +480,6 @@ impl SlateService {
             runs.push(rank::PluginRun {
                 plugin: call.plugin,
                 variant: call.variant,
-                arm_row: call.arm_row,
                 top_offer: None,
                 outcome: report.outcome,
                 latency,
@@ -610,7 +600,7 @@ impl SlateService {
                     value_minor: o.value_minor,
                     arm: picked
                         .get(o.rank as usize - 1)
-                        .map(|(i, _, _)| runs[*i].arm_row.clone())
+                        .map(|(i, _, _)| runs[*i].variant.arm_row.clone())
                         .unwrap_or_default(),
                 })
                 .collect(),
@@ -638,8 +628,8 @@ impl SlateService {
             let differed = active_top != shadow_top;
             self.registry.record_shadow(&call.plugin.key, differed);
             self.aggregates.add(
-                crate::report::arm_bucket(&call.plugin.key),
-                call.arm_row.clone(),
+                &call.plugin.arm_bucket,
+                &call.variant.arm_row,
                 &[
                     (field::SHADOW_COMPARED, 1),
                     (field::SHADOW_DIFFERED, differed as u64),
@@ -834,47 +824,20 @@ impl EventType {
 impl SlateService {
     /// Metrics of one plugin call.
     fn observe_call(&self, call: &Call, report: &CallReport<Vec<Bid>>, latency: Duration) {
-        let arm = ArmLabels {
-            partner: call.plugin.partner.clone(),
-            plugin: call.variant.info.name.clone(),
-            version: call.variant.version.clone(),
-            arm: call.role,
-        };
-        self.metrics
-            .call_seconds
-            .get_or_create(&arm)
-            .observe(latency.as_secs_f64());
-        self.metrics
-            .call_fuel
-            .get_or_create(&arm)
-            .observe(report.cost.fuel_used as f64);
-        self.metrics
-            .calls
-            .get_or_create(&OutcomeLabels {
-                partner: arm.partner.clone(),
-                plugin: arm.plugin.clone(),
-                version: arm.version.clone(),
-                arm: arm.arm,
-                outcome: report.outcome.kind(),
-            })
-            .inc();
+        let metrics = &call.variant.metrics;
+        metrics.call_seconds.observe(latency.as_secs_f64());
+        metrics.fuel.observe(report.cost.fuel_used as f64);
+        metrics.outcome(report.outcome.kind());
         if !call.shadow
             && let Some(bids) = &report.value
         {
-            self.metrics
-                .bids
-                .get_or_create(&VersionLabels {
-                    partner: arm.partner.clone(),
-                    plugin: arm.plugin.clone(),
-                    version: arm.version.clone(),
-                })
-                .inc_by(bids.len() as u64);
+            metrics.bids.inc_by(bids.len() as u64);
         }
         let fuel = report.cost.fuel_used;
         let us = latency.as_micros() as u64;
         self.aggregates.add(
-            crate::report::arm_bucket(&call.plugin.key),
-            call.arm_row.clone(),
+            &call.plugin.arm_bucket,
+            &call.variant.arm_row,
             &[
                 (field::CALLS, 1),
                 (
@@ -945,22 +908,22 @@ impl SlateService {
                 stage,
             };
             self.aggregates.add(
-                day.clone(),
-                cell.row(),
+                &day,
+                &cell.row(),
                 &[(field::SERVED, 1), (field::VALUE_SERVED, bid.value_minor)],
                 Some(&subject.0),
             );
             self.aggregates.add(
-                crate::report::arm_bucket(&run.plugin.key),
-                run.arm_row.clone(),
+                &run.plugin.arm_bucket,
+                &run.variant.arm_row,
                 &[(field::SERVED, 1)],
                 None,
             );
         }
         for (run, value) in runs.iter().zip(slate_value) {
             self.aggregates.add(
-                crate::report::arm_bucket(&run.plugin.key),
-                run.arm_row.clone(),
+                &run.plugin.arm_bucket,
+                &run.variant.arm_row,
                 &[
                     (field::SLATE_VALUE, value),
                     (field::SLATE_VALUE_SQ, value.saturating_mul(value)),
@@ -987,15 +950,15 @@ impl SlateService {
             stage: &record.stage,
         };
         self.aggregates.add(
-            crate::report::agg_bucket(&self.local_day(self.clock.now())),
-            cell.row(),
+            &crate::report::agg_bucket(&self.local_day(self.clock.now())),
+            &cell.row(),
             fields,
             Some(&record.subject.0),
         );
         if !offer.arm.is_empty() {
             self.aggregates.add(
-                crate::report::arm_bucket(&format!("{}/{}", offer.partner, offer.plugin)),
-                offer.arm.clone(),
+                &crate::report::arm_bucket(&format!("{}/{}", offer.partner, offer.plugin)),
+                &offer.arm,
                 fields,
                 None,
             );
@@ -1100,10 +1063,6 @@ struct Call {
     variant: Variant,
     features: Arc<crate::model::Features>,
     shadow: bool,
-    /// `active`, `canary` or `shadow`.
-    role: &'static str,
-    /// Where its experiment stats go ([`crate::report::arm_row`]).
-    arm_row: String,
 }
 
 /// A tier or stage as a label (`unknown` when absent).

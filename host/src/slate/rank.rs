@@ -20,8 +20,6 @@ pub(super) type Reserve<'a> = dyn FnMut(&OfferKeys) -> Result<bool, StoreError> 
 pub(super) struct PluginRun {
     pub(super) plugin: Arc<DeployedPlugin>,
     pub(super) variant: Variant,
-    /// Where its experiment stats go.
-    pub(super) arm_row: String,
     /// Offer id of its best-scoring valid bid, for shadow comparison.
     pub(super) top_offer: Option<String>,
     pub(super) outcome: Outcome,
