@@ -306,11 +306,11 @@ impl Registry {
             let variant = |version: &str,
                            role: &'static str,
                            beside: Option<&str>|
-             -> Result<Variant, RegistryError> {
+             -> Result<Arc<Variant>, RegistryError> {
                 let meta = entry.versions.get(version).ok_or_else(|| {
                     RegistryError::NotFound(format!("{} has no version {version}", entry.key()))
                 })?;
-                Ok(Variant {
+                Ok(Arc::new(Variant {
                     plugin: self.compiled_plugin(&meta.digest)?,
                     info: meta.info.clone(),
                     version: meta.version.clone(),
@@ -323,7 +323,7 @@ impl Registry {
                         version: meta.version.clone(),
                         arm: role,
                     })),
-                })
+                }))
             };
             let deployed = (|| -> Result<DeployedPlugin, RegistryError> {
                 Ok(DeployedPlugin {

@@ -48,11 +48,11 @@ pub struct DeployedPlugin {
     /// Placements it bids in; empty = all.
     pub placements: Vec<String>,
     /// The active version.
-    pub active: Variant,
+    pub active: Arc<Variant>,
     /// A canary version and its share in basis points.
-    pub canary: Option<(Variant, u32)>,
+    pub canary: Option<(Arc<Variant>, u32)>,
     /// A shadow version.
-    pub shadow: Option<Variant>,
+    pub shadow: Option<Arc<Variant>>,
     /// Its configuration.
     pub config: Arc<PluginConfig>,
     /// Its per-call limits.
@@ -81,7 +81,7 @@ impl DeployedPlugin {
     }
 
     /// The version this subject gets.
-    pub fn variant_for(&self, subject: &SubjectKey) -> &Variant {
+    pub fn variant_for(&self, subject: &SubjectKey) -> &Arc<Variant> {
         match &self.canary {
             Some((canary, bps)) if self.bucket(subject) < *bps => canary,
             _ => &self.active,

@@ -21,6 +21,7 @@ mod rank;
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -31,7 +32,7 @@ use crate::config::{Config, PlacementConfig};
 use crate::metrics::{
     EventLabels, Metrics, PlacementLabels, PlacementOnly, ReasonLabels, SlateLabels,
 };
-use crate::model::{Bid, DropReason, FieldError, Offer, screen_bids};
+use crate::model::{Bid, DropReason, FieldError, Offer, RejectedBid, screen_bids};
 use crate::registry::Registry;
 use crate::report::{Aggregator, Cell, field};
 use crate::sandbox::{CallReport, LogLine, Outcome, Sandbox};
@@ -418,45 +419,35 @@ impl SlateService {
             {
                 continue;
             }
-            // Shared by the active and shadow calls and their fan-out jobs.
-            let features = Arc::new(profile::features_for(
-                &derived,
-                &p.partner,
-                &p.allow,
-                &p.segments,
-                &placement.id,
-                placement.channel,
-            ));
             if let Some(shadow) = &p.shadow {
                 calls.push(Call {
                     plugin: p.clone(),
                     variant: shadow.clone(),
-                    features: features.clone(),
                     shadow: true,
                 });
             }
             calls.push(Call {
                 plugin: p.clone(),
                 variant: variant.clone(),
-                features,
                 shadow: false,
             });
         }
-        let reports = self.fan_out(calls).await;
+        let derived = Arc::new(derived);
+        let finished = self.fan_out(calls, &derived, &placement).await;
 
         let slots = req.slots.unwrap_or(placement.slots) as usize;
-        let mut runs = Vec::with_capacity(reports.len());
+        let mut runs = Vec::with_capacity(finished.len());
         let mut shadows = Vec::new();
-        for (call, report, latency) in reports {
-            self.observe_call(&call, &report, latency);
+        for (call, done) in finished {
+            self.observe_call(&call, &done);
             // Shadow calls say nothing about the live version's health.
             let verdict = if call.shadow {
                 None
             } else {
                 self.registry.record_outcome(
                     &call.plugin.key,
-                    &report.outcome,
-                    report.cost.wall_time_us,
+                    &done.report.outcome,
+                    done.report.cost.wall_time_us,
                 )
             };
             if let Some(reason) = verdict {
@@ -473,21 +464,21 @@ impl SlateService {
                 });
             }
             if call.shadow {
-                shadows.push((call, report, latency));
+                shadows.push((call, done));
                 continue;
             }
-            let (bids, rejected) = screen_bids(report.value.clone().unwrap_or_default());
             runs.push(rank::PluginRun {
                 plugin: call.plugin,
                 variant: call.variant,
                 top_offer: None,
-                outcome: report.outcome,
-                latency,
-                fuel_used: report.cost.fuel_used,
-                exec_us: report.cost.wall_time_us,
-                returned: report.value.as_ref().map_or(0, Vec::len) as u32,
-                bids,
-                dropped: rejected
+                outcome: done.report.outcome,
+                latency: done.latency,
+                fuel_used: done.report.cost.fuel_used,
+                exec_us: done.report.cost.wall_time_us,
+                returned: done.returned,
+                bids: done.bids,
+                dropped: done
+                    .rejected
                     .into_iter()
                     .map(|r| DroppedBid {
                         offer_id: r.offer_id,
@@ -495,10 +486,9 @@ impl SlateService {
                         detail: r.detail,
                     })
                     .collect(),
-                logs: report.logs,
+                logs: done.report.logs,
             });
         }
-
         // Cap histories of everything that might be shown, read once.
         let mut keys: Vec<String> = Vec::new();
         for run in &runs {
@@ -562,7 +552,8 @@ impl SlateService {
         } else {
             None
         };
-        let picked = rank::rank(&mut runs, &placement, slots, cap_check, reserve);
+        let explain = slate.diagnostics.is_some();
+        let picked = rank::rank(&mut runs, &placement, slots, explain, cap_check, reserve);
         for (i, (run_index, bid, score)) in picked.iter().enumerate() {
             let run = &runs[*run_index];
             slate.offers.push(SlateOffer {
@@ -618,13 +609,12 @@ impl SlateService {
                 .push("slate-not-recorded: events for this slate will be refused".into());
         }
 
-        for (call, report, _) in &shadows {
+        for (call, done) in &shadows {
             let active_top = runs
                 .iter()
                 .find(|r| r.plugin.key == call.plugin.key)
                 .and_then(|r| r.top_offer.clone());
-            let shadow_top =
-                rank::top_offer(&screen_bids(report.value.clone().unwrap_or_default()).0);
+            let shadow_top = rank::top_offer(&done.bids);
             let differed = active_top != shadow_top;
             self.registry.record_shadow(&call.plugin.key, differed);
             self.aggregates.add(
@@ -639,7 +629,7 @@ impl SlateService {
             tracing::info!(
                 plugin = %call.plugin.key,
                 shadow_version = %call.variant.version,
-                outcome = report.outcome.kind(),
+                outcome = done.report.outcome.kind(),
                 ?shadow_top,
                 ?active_top,
                 "shadow call"
@@ -661,19 +651,19 @@ impl SlateService {
                     logs: run.logs,
                 });
             }
-            for (call, report, latency) in shadows {
+            for (call, done) in shadows {
                 diag.push(PluginDiagnostics {
                     partner: call.plugin.partner.clone(),
                     plugin: call.variant.info.name.clone(),
                     plugin_version: call.variant.version.clone(),
                     shadow: true,
-                    bids: report.value.as_ref().map_or(0, Vec::len) as u32,
-                    outcome: report.outcome,
-                    latency_us: latency.as_micros() as u64,
-                    exec_us: report.cost.wall_time_us,
-                    fuel_used: report.cost.fuel_used,
+                    bids: done.returned,
+                    outcome: done.report.outcome,
+                    latency_us: done.latency.as_micros() as u64,
+                    exec_us: done.report.cost.wall_time_us,
+                    fuel_used: done.report.cost.fuel_used,
                     dropped: Vec::new(),
-                    logs: report.logs,
+                    logs: done.report.logs,
                 });
             }
         }
@@ -682,46 +672,49 @@ impl SlateService {
 
     /// Calls every plugin in parallel; returns what finished before the slate deadline
     /// and a `late` report for the rest, in input order.
-    async fn fan_out(&self, calls: Vec<Call>) -> Vec<(Call, CallReport<Vec<Bid>>, Duration)> {
+    async fn fan_out(
+        &self,
+        calls: Vec<Call>,
+        derived: &Arc<profile::Derived>,
+        placement: &PlacementConfig,
+    ) -> Vec<(Call, Done)> {
         let started = Instant::now();
         let budget = Duration::from_millis(self.config.slate.deadline_ms);
         let deadline = tokio::time::Instant::now() + budget;
         // Workers pull calls from a shared list: one thread hand-off per worker rather
         // than per plugin (a hand-off costs about as much as a small plugin call). On a
         // multi-threaded runtime the request's own thread works too, so a one-plugin
-        // slate needs no hand-off at all. No call may run past the slate deadline.
-        let jobs: Arc<Vec<Job>> = Arc::new(
-            calls
-                .iter()
-                .map(|c| Job {
-                    plugin: c.variant.plugin.clone(),
-                    features: c.features.clone(),
-                    config: c.plugin.config.clone(),
-                    limits: c.plugin.limits,
-                })
-                .collect(),
-        );
-        let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        // slate needs no hand-off at all. Each worker also derives the call's features
+        // and screens its bids, so that work is spread over the cores as well. No call
+        // may run past the slate deadline.
+        let total = calls.len();
+        let batch = Arc::new(Batch {
+            calls: calls.clone(),
+            derived: derived.clone(),
+            placement: placement.id.clone(),
+            channel: placement.channel,
+            next: AtomicUsize::new(0),
+            started,
+            budget,
+        });
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let inline = tokio::runtime::Handle::current().runtime_flavor()
             == tokio::runtime::RuntimeFlavor::MultiThread;
-        let helpers = jobs.len().min(self.fanout_workers) - usize::from(inline && !jobs.is_empty());
+        let helpers = total.min(self.fanout_workers) - usize::from(inline && total > 0);
         for _ in 0..helpers {
-            let (jobs, next, tx, sandbox) =
-                (jobs.clone(), next.clone(), tx.clone(), self.sandbox.clone());
-            self.pool
-                .spawn(move || work(&sandbox, &jobs, &next, started, budget, &tx));
+            let (batch, tx, sandbox) = (batch.clone(), tx.clone(), self.sandbox.clone());
+            self.pool.spawn(move || work(&sandbox, &batch, &tx));
         }
-        if inline && !jobs.is_empty() {
-            tokio::task::block_in_place(|| work(&self.sandbox, &jobs, &next, started, budget, &tx));
+        if inline && total > 0 {
+            tokio::task::block_in_place(|| work(&self.sandbox, &batch, &tx));
         }
         drop(tx);
-        let mut done: Vec<Option<(CallReport<Vec<Bid>>, Duration)>> = vec![None; calls.len()];
-        let mut remaining = calls.len();
+        let mut done: Vec<Option<Done>> = std::iter::repeat_with(|| None).take(total).collect();
+        let mut remaining = total;
         while remaining > 0 {
             match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some((i, report, latency))) => {
-                    done[i] = Some((report, latency));
+                Ok(Some((i, finished))) => {
+                    done[i] = Some(finished);
                     remaining -= 1;
                 }
                 Ok(None) | Err(_) => break,
@@ -730,19 +723,20 @@ impl SlateService {
         calls
             .into_iter()
             .zip(done)
-            .map(|(call, result)| {
-                let (report, latency) = result.unwrap_or_else(|| {
-                    (
-                        CallReport {
-                            outcome: Outcome::Late,
-                            value: None,
-                            cost: Default::default(),
-                            logs: Vec::new(),
-                        },
-                        started.elapsed(),
-                    )
+            .map(|(call, finished)| {
+                let finished = finished.unwrap_or_else(|| Done {
+                    report: CallReport {
+                        outcome: Outcome::Late,
+                        value: None,
+                        cost: Default::default(),
+                        logs: Vec::new(),
+                    },
+                    latency: started.elapsed(),
+                    returned: 0,
+                    bids: Vec::new(),
+                    rejected: Vec::new(),
                 });
-                (call, report, latency)
+                (call, finished)
             })
             .collect()
     }
@@ -823,15 +817,14 @@ impl EventType {
 
 impl SlateService {
     /// Metrics of one plugin call.
-    fn observe_call(&self, call: &Call, report: &CallReport<Vec<Bid>>, latency: Duration) {
+    fn observe_call(&self, call: &Call, done: &Done) {
+        let (report, latency) = (&done.report, done.latency);
         let metrics = &call.variant.metrics;
         metrics.call_seconds.observe(latency.as_secs_f64());
         metrics.fuel.observe(report.cost.fuel_used as f64);
         metrics.outcome(report.outcome.kind());
-        if !call.shadow
-            && let Some(bids) = &report.value
-        {
-            metrics.bids.inc_by(bids.len() as u64);
+        if !call.shadow && report.outcome == Outcome::Ok {
+            metrics.bids.inc_by(u64::from(done.returned));
         }
         let fuel = report.cost.fuel_used;
         let us = latency.as_micros() as u64;
@@ -867,24 +860,32 @@ impl SlateService {
     ) {
         let day = crate::report::agg_bucket(&self.local_day(now));
         for run in runs {
+            // One metric update per reason, not per bid.
+            let mut by_reason: Vec<(DropReason, u64)> = Vec::new();
             for d in &run.dropped {
+                match by_reason.iter_mut().find(|(r, _)| *r == d.reason) {
+                    Some((_, n)) => *n += 1,
+                    None => by_reason.push((d.reason, 1)),
+                }
+            }
+            for (reason, n) in by_reason {
                 let partner = run.plugin.partner.clone();
-                if d.reason == DropReason::Capped {
+                if reason == DropReason::Capped {
                     self.metrics
                         .caps_hit
                         .get_or_create(&PlacementLabels {
                             partner: partner.clone(),
                             placement: placement.to_string(),
                         })
-                        .inc();
+                        .inc_by(n);
                 }
                 self.metrics
                     .bids_dropped
                     .get_or_create(&ReasonLabels {
                         partner,
-                        reason: d.reason.code(),
+                        reason: reason.code(),
                     })
-                    .inc();
+                    .inc_by(n);
             }
         }
         let mut slate_value = vec![0u64; runs.len()];
@@ -1013,56 +1014,83 @@ fn cores() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get())
 }
 
-/// What a fan-out worker needs for one call.
-struct Job {
-    plugin: crate::sandbox::Plugin,
-    features: Arc<crate::model::Features>,
-    config: Arc<crate::sandbox::PluginConfig>,
-    limits: crate::sandbox::Limits,
+/// One plugin call of a slate.
+#[derive(Clone)]
+struct Call {
+    plugin: Arc<DeployedPlugin>,
+    variant: Arc<Variant>,
+    shadow: bool,
 }
 
-type Finished = (usize, CallReport<Vec<Bid>>, Duration);
-
-/// Takes calls off `jobs` until none is left or the slate's `budget` is spent. Each call
-/// runs with its deadline cut to what is left of the budget; one stopped by that cut,
-/// not by its own deadline, is reported `late`.
-fn work(
-    sandbox: &Sandbox,
-    jobs: &[Job],
-    next: &std::sync::atomic::AtomicUsize,
+/// The calls of one slate and what their workers share.
+struct Batch {
+    calls: Vec<Call>,
+    derived: Arc<profile::Derived>,
+    placement: String,
+    channel: crate::model::Channel,
+    /// The next call to take.
+    next: AtomicUsize,
     started: Instant,
     budget: Duration,
-    tx: &tokio::sync::mpsc::UnboundedSender<Finished>,
-) {
+}
+
+/// One finished call: its report (the answer moved into `bids` and `rejected`) and its
+/// bids screened against the contract.
+struct Done {
+    report: CallReport<Vec<Bid>>,
+    /// From the start of the fan-out to the end of the call.
+    latency: Duration,
+    /// Bids the plugin returned.
+    returned: u32,
+    bids: Vec<Bid>,
+    rejected: Vec<RejectedBid>,
+}
+
+/// Takes calls off `batch` until none is left or the slate's budget is spent. Each call
+/// runs with its deadline cut to what is left of the budget; one stopped by that cut,
+/// not by its own deadline, is reported `late`.
+fn work(sandbox: &Sandbox, batch: &Batch, tx: &tokio::sync::mpsc::UnboundedSender<(usize, Done)>) {
     loop {
-        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let left = budget.saturating_sub(started.elapsed());
-        if i >= jobs.len() || left.is_zero() {
+        let i = batch.next.fetch_add(1, Ordering::Relaxed);
+        let left = batch.budget.saturating_sub(batch.started.elapsed());
+        if i >= batch.calls.len() || left.is_zero() {
             return;
         }
-        let job = &jobs[i];
+        let call = &batch.calls[i];
+        let plugin = &call.plugin;
+        let features = profile::features_for(
+            &batch.derived,
+            &plugin.partner,
+            &plugin.allow,
+            &plugin.segments,
+            &batch.placement,
+            batch.channel,
+        );
         let left_ms = (left.as_millis() as u64).max(1);
-        let cut = left_ms < job.limits.deadline_ms;
+        let cut = left_ms < plugin.limits.deadline_ms;
         let limits = crate::sandbox::Limits {
-            deadline_ms: job.limits.deadline_ms.min(left_ms),
-            ..job.limits
+            deadline_ms: plugin.limits.deadline_ms.min(left_ms),
+            ..plugin.limits
         };
-        let mut report = sandbox.bid(&job.plugin, &job.features, &job.config, &limits);
+        let mut report = sandbox.bid(&call.variant.plugin, &features, &plugin.config, &limits);
+        let latency = batch.started.elapsed();
         if cut && report.outcome == Outcome::Deadline {
             report.outcome = Outcome::Late;
         }
-        if tx.send((i, report, started.elapsed())).is_err() {
+        let answer = report.value.take();
+        let returned = answer.as_ref().map_or(0, Vec::len) as u32;
+        let (bids, rejected) = screen_bids(answer.unwrap_or_default());
+        let done = Done {
+            report,
+            latency,
+            returned,
+            bids,
+            rejected,
+        };
+        if tx.send((i, done)).is_err() {
             return;
         }
     }
-}
-
-/// One plugin call of a slate.
-struct Call {
-    plugin: Arc<DeployedPlugin>,
-    variant: Variant,
-    features: Arc<crate::model::Features>,
-    shadow: bool,
 }
 
 /// A tier or stage as a label (`unknown` when absent).
@@ -1082,6 +1110,9 @@ fn keys_of(partner: &str, bid: &Bid) -> OfferKeys {
     }
 }
 
+/// `sl_`, the serve time in microseconds (12 hex digits), then 64 unguessable bits. Time
+/// first keeps new records near the end of the embedded store's tree instead of at
+/// random places in it, which halves the cost of recording a slate.
 fn new_slate_id(subject: &SubjectKey, nanos: i128) -> String {
     use std::hash::{BuildHasher, RandomState};
     use std::sync::atomic::{AtomicU64, Ordering};
@@ -1091,5 +1122,6 @@ fn new_slate_id(subject: &SubjectKey, nanos: i128) -> String {
     let h = SEED
         .get_or_init(RandomState::new)
         .hash_one((&subject.0, nanos, n));
-    format!("sl_{h:016x}{n:x}")
+    let micros = (nanos / 1000) as u64 & 0xffff_ffff_ffff;
+    format!("sl_{micros:012x}{h:016x}")
 }

@@ -19,7 +19,7 @@ pub(super) type Reserve<'a> = dyn FnMut(&OfferKeys) -> Result<bool, StoreError> 
 /// One plugin's part of a slate.
 pub(super) struct PluginRun {
     pub(super) plugin: Arc<DeployedPlugin>,
-    pub(super) variant: Variant,
+    pub(super) variant: Arc<Variant>,
     /// Offer id of its best-scoring valid bid, for shadow comparison.
     pub(super) top_offer: Option<String>,
     pub(super) outcome: Outcome,
@@ -34,21 +34,31 @@ pub(super) struct PluginRun {
     pub(super) logs: Vec<LogLine>,
 }
 
-fn drop_bid(run: &mut PluginRun, bid: &Bid, reason: DropReason, detail: String) {
+/// Records why `bid` is not in the slate; the detail is written out only when someone
+/// will read it (diagnostics were asked for).
+fn drop_bid(
+    run: &mut PluginRun,
+    bid: &Bid,
+    reason: DropReason,
+    explain: bool,
+    detail: impl FnOnce() -> String,
+) {
     run.dropped.push(DroppedBid {
         offer_id: bid.offer.id.clone(),
         reason,
-        detail,
+        detail: if explain { detail() } else { String::new() },
     });
 }
 
 /// Applies placement policy and caps and picks up to `slots` offers. Returns
 /// `(run index, bid, score)` in rank order. `caps` is `None` when the cap store could
 /// not be read: then every offer is dropped (all caps cover all offers), fail closed.
+/// Drop details are written only when `explain` is set.
 pub(super) fn rank(
     runs: &mut [PluginRun],
     placement: &PlacementConfig,
     slots: usize,
+    explain: bool,
     mut caps: Option<CapCheck<'_>>,
     mut reserve: Option<&mut Reserve<'_>>,
 ) -> Vec<(usize, Bid, f64)> {
@@ -58,17 +68,21 @@ pub(super) fn rank(
         run.top_offer = top_offer(&bids);
         for bid in bids {
             if placement.excluded_categories.contains(&bid.offer.category) {
-                let detail = format!(
-                    "category {:?} is excluded from {}",
-                    bid.offer.category, placement.id
-                );
-                drop_bid(run, &bid, DropReason::ExcludedCategory, detail);
+                let detail = || {
+                    format!(
+                        "category {:?} is excluded from {}",
+                        bid.offer.category, placement.id
+                    )
+                };
+                drop_bid(run, &bid, DropReason::ExcludedCategory, explain, detail);
             } else if bid.value_minor < placement.floor_minor {
-                let detail = format!(
-                    "bid {} is below the floor {}",
-                    bid.value_minor, placement.floor_minor
-                );
-                drop_bid(run, &bid, DropReason::BelowFloor, detail);
+                let detail = || {
+                    format!(
+                        "bid {} is below the floor {}",
+                        bid.value_minor, placement.floor_minor
+                    )
+                };
+                drop_bid(run, &bid, DropReason::BelowFloor, explain, detail);
             } else {
                 // Relevance is an f32; round its f64 image so scores print as written.
                 let relevance = (bid.relevance as f64 * 1e6).round() / 1e6;
@@ -94,48 +108,39 @@ pub(super) fn rank(
         let run = &mut runs[i];
         let keys = keys_of(&run.plugin.partner, &bid);
         let verdict = match &caps {
-            None => Some((
-                DropReason::CapsUnavailable,
-                "cap counters unreadable; failing closed".to_string(),
-            )),
+            None => Some((DropReason::CapsUnavailable, None)),
             Some(check) => check
                 .blocking_cap(&keys)
-                .map(|cap| (DropReason::Capped, format!("cap reached: {cap}"))),
+                .map(|cap| (DropReason::Capped, Some(cap))),
         };
-        if let Some((reason, detail)) = verdict {
-            drop_bid(run, &bid, reason, detail);
+        if let Some((reason, cap)) = verdict {
+            let detail = || match cap {
+                Some(cap) => format!("cap reached: {cap}"),
+                None => "cap counters unreadable; failing closed".to_string(),
+            };
+            drop_bid(run, &bid, reason, explain, detail);
         } else if per_partner >= placement.max_per_partner as usize {
-            let detail = format!(
-                "partner already has {} offer(s) in this slate",
-                placement.max_per_partner
-            );
-            drop_bid(run, &bid, DropReason::PartnerLimit, detail);
+            let detail = || {
+                format!(
+                    "partner already has {} offer(s) in this slate",
+                    placement.max_per_partner
+                )
+            };
+            drop_bid(run, &bid, DropReason::PartnerLimit, explain, detail);
         } else if picked.len() >= slots {
-            drop_bid(
-                run,
-                &bid,
-                DropReason::Outranked,
-                format!("all {slots} slots taken by higher scores"),
-            );
+            let detail = || format!("all {slots} slots taken by higher scores");
+            drop_bid(run, &bid, DropReason::Outranked, explain, detail);
         } else {
             match reserve.as_mut().map(|r| r(&keys)) {
                 Some(Ok(false)) => {
-                    drop_bid(
-                        run,
-                        &bid,
-                        DropReason::Capped,
-                        "cap reached (counted by a concurrent slate)".into(),
-                    );
+                    let detail = || "cap reached (counted by a concurrent slate)".into();
+                    drop_bid(run, &bid, DropReason::Capped, explain, detail);
                     continue;
                 }
                 Some(Err(e)) => {
                     tracing::error!(error = %e, "cap reservation failed; failing closed");
-                    drop_bid(
-                        run,
-                        &bid,
-                        DropReason::CapsUnavailable,
-                        "cap counters unwritable; failing closed".into(),
-                    );
+                    let detail = || "cap counters unwritable; failing closed".into();
+                    drop_bid(run, &bid, DropReason::CapsUnavailable, explain, detail);
                     continue;
                 }
                 Some(Ok(true)) | None => {}
