@@ -58,7 +58,8 @@ pub struct Config {
     #[serde(default = "default_store_path")]
     pub store_path: PathBuf,
     /// Use a Redis server instead of the embedded store, for several replicas:
-    /// `redis://host:port/db`. Default: none (sled at `store_path`).
+    /// `redis://host:port/db`, or `redis-cluster://host:port,host:port` for a Redis
+    /// Cluster. Default: none (sled at `store_path`).
     #[serde(default)]
     pub store_url: Option<String>,
     /// Prefix of every Redis key, so several deployments can share a server.

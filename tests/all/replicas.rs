@@ -1,12 +1,15 @@
-//! Two `offerhost serve` replicas on one Redis: caps hold across them under concurrent
-//! requests, and a rollback done through one reaches the other.
+//! Two `offerhost serve` replicas on one Redis, and again on a Redis Cluster: caps hold
+//! across them under concurrent requests, and a rollback done through one reaches the
+//! other.
 
 use std::time::{Duration, Instant};
 
-use offerhost_tests::{OPS_TOKEN, ServerProcess, admin_cli, artifacts, redis_url, unique_prefix};
+use offerhost_tests::{
+    OPS_TOKEN, ServerProcess, admin_cli, artifacts, redis_cluster_url, redis_url, unique_prefix,
+};
 use serde_json::json;
 
-fn replica(dir: &std::path::Path, prefix: &str, name: &str) -> ServerProcess {
+fn replica(url: &str, dir: &std::path::Path, prefix: &str, name: &str) -> ServerProcess {
     let config = dir.join(format!("{name}.toml"));
     std::fs::write(
         &config,
@@ -27,8 +30,7 @@ slots = 3
 scope = "offer"
 max = 3
 window = "1d"
-"#,
-            url = redis_url()
+"#
         ),
     )
     .unwrap();
@@ -58,10 +60,19 @@ fn acme_version(server: &ServerProcess, subject: &str) -> Option<String> {
 
 #[test]
 fn caps_hold_and_rollbacks_reach_every_replica() {
+    caps_hold_and_rollbacks_reach_every_replica_on(&redis_url());
+}
+
+#[test]
+fn caps_hold_and_rollbacks_reach_every_replica_on_a_cluster() {
+    caps_hold_and_rollbacks_reach_every_replica_on(&redis_cluster_url());
+}
+
+fn caps_hold_and_rollbacks_reach_every_replica_on(url: &str) {
     let dir = tempfile::tempdir().unwrap();
     let prefix = unique_prefix("replicas");
-    let a = std::sync::Arc::new(replica(dir.path(), &prefix, "a"));
-    let b = std::sync::Arc::new(replica(dir.path(), &prefix, "b"));
+    let a = std::sync::Arc::new(replica(url, dir.path(), &prefix, "a"));
+    let b = std::sync::Arc::new(replica(url, dir.path(), &prefix, "b"));
     let ops = Some(OPS_TOKEN);
 
     // Deploy through replica A; B picks the change up from Redis.

@@ -1,4 +1,5 @@
-//! One suite, both backends: sled (embedded) and Redis (a real server).
+//! One suite, every backend: sled (embedded), Redis (a real server) and Redis Cluster
+//! (three real nodes).
 
 use std::sync::Arc;
 
@@ -7,14 +8,20 @@ use offerhost::slate::profile::Profile;
 use offerhost::store::{
     Recorded, RedisStore, ServedOffer, SlateRecord, SledStore, Store, SubjectKey,
 };
-use offerhost_tests::{redis_url, unique_prefix};
+use offerhost_tests::{redis_cluster_url, redis_url, unique_prefix};
 
 fn backends(name: &str) -> Vec<(&'static str, Arc<dyn Store>, Option<tempfile::TempDir>)> {
     let dir = tempfile::tempdir().unwrap();
     let sled: Arc<dyn Store> = Arc::new(SledStore::open(dir.path()).unwrap());
     let redis: Arc<dyn Store> =
         Arc::new(RedisStore::open(&redis_url(), &unique_prefix(name)).unwrap());
-    vec![("sled", sled, Some(dir)), ("redis", redis, None)]
+    let cluster: Arc<dyn Store> =
+        Arc::new(RedisStore::open(&redis_cluster_url(), &unique_prefix(name)).unwrap());
+    vec![
+        ("sled", sled, Some(dir)),
+        ("redis", redis, None),
+        ("redis-cluster", cluster, None),
+    ]
 }
 
 const RETAIN: Retention = Retention {
@@ -37,7 +44,26 @@ fn profiles_and_slates() {
             ..Profile::default()
         };
         store.put_profiles(&[(alice.clone(), p.clone())]).unwrap();
-        assert_eq!(store.profile(&alice).unwrap(), Some(p), "{name}");
+        assert_eq!(store.profile(&alice).unwrap(), Some(p.clone()), "{name}");
+
+        // One bulk load of many subjects: on a cluster their keys hash to every node.
+        let many: Vec<(SubjectKey, Profile)> = (0..50)
+            .map(|i| {
+                let profile = Profile {
+                    purchases_90d: Some(i),
+                    ..p.clone()
+                };
+                (subject(&format!("bulk-{i}")), profile)
+            })
+            .collect();
+        store.put_profiles(&many).unwrap();
+        for (who, profile) in &many {
+            assert_eq!(
+                store.profile(who).unwrap().as_ref(),
+                Some(profile),
+                "{name}"
+            );
+        }
 
         let record = SlateRecord {
             slate_id: "sl_1".into(),
@@ -333,15 +359,27 @@ fn counters_add_atomically_and_count_distinct_members() {
                 });
             }
         });
-        // Another bucket stays apart.
+        // Other buckets stay apart, also when one batch writes to several (on a
+        // cluster, buckets live on different nodes).
+        let other_bucket = |bucket: &str, n: u64| CounterAdd {
+            bucket: bucket.into(),
+            row: "a|x".into(),
+            fields: vec![("served".into(), n)],
+            members: vec![],
+        };
+        let days: Vec<CounterAdd> = (7..=20)
+            .map(|d| other_bucket(&format!("agg|2026-06-{d:02}"), d))
+            .collect();
         store
-            .add_counters(&[CounterAdd {
-                bucket: "agg|2026-06-06".into(),
-                row: "a|x".into(),
-                fields: vec![("served".into(), 5)],
-                members: vec![],
-            }])
+            .add_counters(&[vec![other_bucket("agg|2026-06-06", 5)], days].concat())
             .unwrap();
+        for d in 7..=20u64 {
+            let rows = store
+                .counters(&format!("agg|2026-06-{d:02}"), false)
+                .unwrap();
+            assert_eq!(rows.len(), 1, "{name}");
+            assert_eq!(rows[0].fields["served"], d, "{name}");
+        }
         let mut rows = store.counters("agg|2026-06-05", true).unwrap();
         rows.sort_by(|a, b| a.row.cmp(&b.row));
         assert_eq!(rows.len(), 2, "{name}");

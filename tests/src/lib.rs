@@ -646,6 +646,118 @@ pub fn redis_url() -> String {
     .clone()
 }
 
+/// A three-node Redis Cluster on loopback (no replicas), started once per test binary
+/// and stopped when it exits. Returns its `redis-cluster://` URL.
+pub fn redis_cluster_url() -> String {
+    static URL: OnceLock<String> = OnceLock::new();
+    URL.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("offerhost-cluster-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut ports = Vec::new();
+        let mut pids = Vec::new();
+        for _ in 0..3 {
+            let port = cluster_port(&ports);
+            let child = Command::new("redis-server")
+                .args([
+                    "--port",
+                    &port.to_string(),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                ])
+                .args([
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    &format!("nodes-{port}.conf"),
+                ])
+                .current_dir(&dir)
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .unwrap_or_else(|e| {
+                    panic!("cannot start redis-server ({e}): install it (.ci/run does)")
+                });
+            pids.push(child.id());
+            std::mem::forget(child);
+            ports.push(port);
+        }
+        static PIDS: OnceLock<Vec<u32>> = OnceLock::new();
+        let _ = PIDS.set(pids);
+        extern "C" fn stop() {
+            for pid in PIDS.get().into_iter().flatten() {
+                let _ = Command::new("kill").arg(pid.to_string()).status();
+            }
+        }
+        unsafe extern "C" {
+            fn atexit(f: extern "C" fn()) -> i32;
+        }
+        // SAFETY: registering a plain function with the C runtime's exit hooks.
+        unsafe { atexit(stop) };
+        for port in &ports {
+            wait_for_port(*port);
+        }
+        let nodes: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        let out = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&nodes)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .output()
+            .expect("redis-cli runs");
+        assert!(
+            out.status.success(),
+            "redis-cli --cluster create failed: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        // The cluster is usable once every node agrees that all slots are served.
+        let started = std::time::Instant::now();
+        for port in &ports {
+            loop {
+                let info = Command::new("redis-cli")
+                    .args(["-p", &port.to_string(), "cluster", "info"])
+                    .output()
+                    .expect("redis-cli runs");
+                if String::from_utf8_lossy(&info.stdout).contains("cluster_state:ok") {
+                    break;
+                }
+                assert!(
+                    started.elapsed() < std::time::Duration::from_secs(20),
+                    "the Redis Cluster did not become ready"
+                );
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+        }
+        format!("redis-cluster://{}", nodes.join(","))
+    })
+    .clone()
+}
+
+/// A free loopback port whose cluster bus port (+10000) is free too.
+fn cluster_port(taken: &[u16]) -> u16 {
+    let base = 20_000 + (std::process::id() % 9_000) as u16;
+    (0..9_000u16)
+        .map(|i| 20_000 + (base - 20_000 + i * 7) % 9_000)
+        .find(|p| {
+            !taken.contains(p)
+                && std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok()
+                && std::net::TcpListener::bind(("127.0.0.1", *p + 10_000)).is_ok()
+        })
+        .expect("a free port pair for a Redis Cluster node")
+}
+
+fn wait_for_port(port: u16) {
+    let started = std::time::Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "redis-server on {port} did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 /// A fresh key prefix for one test.
 pub fn unique_prefix(name: &str) -> String {
     use std::sync::atomic::{AtomicU32, Ordering};

@@ -14,8 +14,14 @@
 //! The braces are Redis Cluster hash tags: every key one script touches lives in the
 //! same slot (one subject's counters and events; the whole registry), so the scripts
 //! run unchanged on a cluster.
+//!
+//! `redis://host:port/db` connects to one server; `redis-cluster://host:port,host:port`
+//! to a Redis Cluster through any of the listed nodes (the client learns the rest and
+//! follows slot moves). On a cluster, pipelines that span slots are split per node, so
+//! a bulk profile load is not atomic there (it is on one server).
 
-use redis::{Commands, Script};
+use redis::cluster::{ClusterClient, ClusterConnection};
+use redis::{Commands, ConnectionLike, FromRedisValue, Pipeline, RedisResult, Script, Value};
 
 use super::{CounterAdd, CounterRow, SlateRecord, Store, StoreError, SubjectKey, backend, decode};
 use crate::slate::caps::{CapHistory, Retention};
@@ -25,7 +31,7 @@ use super::EVENT_MEMORY_SECS as EVENT_TTL_SECS;
 
 /// A Redis-backed store.
 pub struct RedisStore {
-    pool: r2d2::Pool<redis::Client>,
+    pool: Pool,
     prefix: String,
     try_reserve: Script,
     commit_registry: Script,
@@ -80,16 +86,126 @@ redis.call('SET', KEYS[1], rev + 1)
 return 1
 "#;
 
+/// Connections to one server or to a cluster.
+enum Pool {
+    Single(r2d2::Pool<redis::Client>),
+    Cluster(r2d2::Pool<ClusterClient>),
+}
+
+/// One pooled connection of either kind.
+enum Conn {
+    Single(r2d2::PooledConnection<redis::Client>),
+    Cluster(r2d2::PooledConnection<ClusterClient>),
+}
+
+impl Conn {
+    fn inner(&mut self) -> &mut dyn ConnectionLike {
+        match self {
+            Conn::Single(c) => &mut **c,
+            Conn::Cluster(c) => &mut **c,
+        }
+    }
+
+    /// Runs `pipe`; on a cluster its commands go to the nodes owning their keys.
+    fn pipe<T: FromRedisValue>(&mut self, pipe: &Pipeline) -> RedisResult<T> {
+        match self {
+            Conn::Single(c) => pipe.query(&mut **c),
+            Conn::Cluster(c) => {
+                let mut cluster = redis::cluster::cluster_pipe();
+                for cmd in pipe.cmd_iter() {
+                    cluster.add_command(cmd.clone());
+                }
+                let conn: &mut ClusterConnection = c;
+                cluster.query(conn)
+            }
+        }
+    }
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command(&mut self, cmd: &[u8]) -> RedisResult<Value> {
+        self.inner().req_packed_command(cmd)
+    }
+
+    fn req_packed_commands(
+        &mut self,
+        cmd: &[u8],
+        offset: usize,
+        count: usize,
+    ) -> RedisResult<Vec<Value>> {
+        self.inner().req_packed_commands(cmd, offset, count)
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Single(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
+
+    fn check_connection(&mut self) -> bool {
+        self.inner().check_connection()
+    }
+
+    fn is_open(&self) -> bool {
+        match self {
+            Conn::Single(c) => c.is_open(),
+            Conn::Cluster(c) => c.is_open(),
+        }
+    }
+}
+
+/// The seed nodes of a `redis-cluster://host:port,host:port` URL, as `redis://` URLs.
+fn cluster_nodes(url: &str) -> Option<Result<Vec<String>, StoreError>> {
+    let rest = url.strip_prefix("redis-cluster://")?;
+    let nodes: Vec<String> = rest
+        .trim_end_matches('/')
+        .split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(|n| format!("redis://{n}"))
+        .collect();
+    Some(if nodes.is_empty() {
+        Err(StoreError::Backend(format!(
+            "bad Redis Cluster URL {url:?}: list at least one node, \
+             as in redis-cluster://10.0.0.1:6379,10.0.0.2:6379"
+        )))
+    } else {
+        Ok(nodes)
+    })
+}
+
+fn pool_builder<M: r2d2::ManageConnection>() -> r2d2::Builder<M> {
+    r2d2::Pool::builder()
+        .max_size(16)
+        .connection_timeout(std::time::Duration::from_secs(1))
+}
+
 impl RedisStore {
-    /// Connects to `url` (`redis://host:port/db`); keys are prefixed with `prefix`.
+    /// Connects to `url` (`redis://host:port/db`, or `redis-cluster://host:port,...` for a
+    /// Redis Cluster); keys are prefixed with `prefix`.
     pub fn open(url: &str, prefix: &str) -> Result<RedisStore, StoreError> {
-        let client = redis::Client::open(url)
-            .map_err(|e| StoreError::Backend(format!("bad Redis URL {url:?}: {e}")))?;
-        let pool = r2d2::Pool::builder()
-            .max_size(16)
-            .connection_timeout(std::time::Duration::from_secs(1))
-            .build(client)
-            .map_err(|e| StoreError::Backend(format!("cannot connect to Redis at {url}: {e}")))?;
+        if prefix.contains(['{', '}']) {
+            return Err(StoreError::Backend(format!(
+                "store_prefix {prefix:?} contains a brace: braces in keys are Redis Cluster \
+                 hash tags, which the store sets itself"
+            )));
+        }
+        let unreachable =
+            |e: r2d2::Error| StoreError::Backend(format!("cannot connect to Redis at {url}: {e}"));
+        let pool = match cluster_nodes(url) {
+            Some(nodes) => {
+                let client = ClusterClient::new(nodes?).map_err(|e| {
+                    StoreError::Backend(format!("bad Redis Cluster URL {url:?}: {e}"))
+                })?;
+                Pool::Cluster(pool_builder().build(client).map_err(unreachable)?)
+            }
+            None => {
+                let client = redis::Client::open(url)
+                    .map_err(|e| StoreError::Backend(format!("bad Redis URL {url:?}: {e}")))?;
+                Pool::Single(pool_builder().build(client).map_err(unreachable)?)
+            }
+        };
         Ok(RedisStore {
             pool,
             prefix: prefix.to_string(),
@@ -98,8 +214,12 @@ impl RedisStore {
         })
     }
 
-    fn conn(&self) -> Result<r2d2::PooledConnection<redis::Client>, StoreError> {
-        self.pool.get().map_err(backend)
+    fn conn(&self) -> Result<Conn, StoreError> {
+        match &self.pool {
+            Pool::Single(p) => p.get().map(Conn::Single),
+            Pool::Cluster(p) => p.get().map(Conn::Cluster),
+        }
+        .map_err(backend)
     }
 
     fn key(&self, parts: std::fmt::Arguments<'_>) -> String {
@@ -136,7 +256,7 @@ impl Store for RedisStore {
             pipe.set(self.key(format_args!("profile:{}", subject.0)), bytes)
                 .ignore();
         }
-        pipe.query::<()>(&mut *self.conn()?).map_err(backend)
+        self.conn()?.pipe::<()>(&pipe).map_err(backend)
     }
 
     fn save_slate(&self, slate: &SlateRecord) -> Result<(), StoreError> {
@@ -169,7 +289,7 @@ impl Store for RedisStore {
             let (times, total) = self.cap_keys(subject, k);
             pipe.zrange_withscores(times, 0, -1).get(total);
         }
-        let replies: Vec<redis::Value> = pipe.query(&mut *self.conn()?).map_err(backend)?;
+        let replies: Vec<redis::Value> = self.conn()?.pipe(&pipe).map_err(backend)?;
         let mut out = Vec::with_capacity(keys.len());
         for pair in replies.chunks(2) {
             let times: Vec<(String, f64)> =
@@ -214,7 +334,7 @@ impl Store for RedisStore {
         for (_, window, max) in limits {
             inv.arg(window.map_or(-1, |w| w as i64)).arg(*max);
         }
-        let done: i64 = inv.invoke(&mut *self.conn()?).map_err(backend)?;
+        let done: i64 = inv.invoke(&mut self.conn()?).map_err(backend)?;
         Ok(done == 1)
     }
 
@@ -235,7 +355,7 @@ impl Store for RedisStore {
                 pipe.sadd(&members, &add.members).ignore();
             }
         }
-        pipe.query::<()>(&mut *self.conn()?).map_err(backend)
+        self.conn()?.pipe::<()>(&pipe).map_err(backend)
     }
 
     fn counters(&self, bucket: &str, members: bool) -> Result<Vec<CounterRow>, StoreError> {
@@ -254,7 +374,7 @@ impl Store for RedisStore {
                 pipe.smembers(member_key);
             }
         }
-        let replies: Vec<redis::Value> = pipe.query(&mut *conn).map_err(backend)?;
+        let replies: Vec<redis::Value> = conn.pipe(&pipe).map_err(backend)?;
         let per_row = if members { 2 } else { 1 };
         rows.into_iter()
             .zip(replies.chunks(per_row))
@@ -276,11 +396,10 @@ impl Store for RedisStore {
 
     fn registry(&self) -> Result<(u64, Option<Vec<u8>>), StoreError> {
         let mut conn = self.conn()?;
-        let (rev, doc): (Option<u64>, Option<Vec<u8>>) = redis::pipe()
-            .get(self.key(format_args!("{{registry}}:rev")))
-            .get(self.key(format_args!("{{registry}}:doc")))
-            .query(&mut *conn)
-            .map_err(backend)?;
+        let mut pipe = redis::pipe();
+        pipe.get(self.key(format_args!("{{registry}}:rev")))
+            .get(self.key(format_args!("{{registry}}:doc")));
+        let (rev, doc): (Option<u64>, Option<Vec<u8>>) = conn.pipe(&pipe).map_err(backend)?;
         Ok((rev.unwrap_or(0), doc))
     }
 
@@ -303,7 +422,7 @@ impl Store for RedisStore {
             inv.key(self.key(format_args!("{{registry}}:blob:{k}")))
                 .arg(v.as_slice());
         }
-        let done: i64 = inv.invoke(&mut *self.conn()?).map_err(backend)?;
+        let done: i64 = inv.invoke(&mut self.conn()?).map_err(backend)?;
         Ok(done == 1)
     }
 
@@ -349,7 +468,7 @@ impl Store for RedisStore {
 
     fn ping(&self) -> Result<(), StoreError> {
         redis::cmd("PING")
-            .query::<String>(&mut *self.conn()?)
+            .query::<String>(&mut self.conn()?)
             .map(|_| ())
             .map_err(backend)
     }
