@@ -391,7 +391,7 @@ fn grocery_profile(i: usize) -> Value {
         "purchases_90d": 20,
         "spend_90d_minor": 250000,
         "category_spend_share": {"grocery": 0.6, "fuel": 0.2, "dining": 0.2},
-        "tier": if i % 3 == 0 { "growth" } else { "mass" },
+        "tier": if i.is_multiple_of(3) { "growth" } else { "mass" },
         "lifecycle": "spending",
         "region": "CN-JS",
         "marketing_consent": true

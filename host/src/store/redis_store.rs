@@ -95,14 +95,14 @@ enum Pool {
 /// One pooled connection of either kind.
 enum Conn {
     Single(r2d2::PooledConnection<redis::Client>),
-    Cluster(r2d2::PooledConnection<ClusterClient>),
+    Cluster(Box<r2d2::PooledConnection<ClusterClient>>),
 }
 
 impl Conn {
     fn inner(&mut self) -> &mut dyn ConnectionLike {
         match self {
             Conn::Single(c) => &mut **c,
-            Conn::Cluster(c) => &mut **c,
+            Conn::Cluster(c) => &mut ***c,
         }
     }
 
@@ -217,7 +217,7 @@ impl RedisStore {
     fn conn(&self) -> Result<Conn, StoreError> {
         match &self.pool {
             Pool::Single(p) => p.get().map(Conn::Single),
-            Pool::Cluster(p) => p.get().map(Conn::Cluster),
+            Pool::Cluster(p) => p.get().map(|c| Conn::Cluster(Box::new(c))),
         }
         .map_err(backend)
     }
