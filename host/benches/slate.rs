@@ -8,52 +8,14 @@
 //! over plugins and divided by the cores that ran them), so host overhead =
 //! 1 - plugin time / slate time. Both come from the same 500 slates.
 
-use std::sync::Arc;
+mod common;
+
 use std::time::Instant;
 
 use criterion::{BenchmarkId, Criterion, Throughput};
 use offerhost::api::AppState;
-use offerhost::clock::SystemClock;
-use offerhost::config::Config;
-use offerhost::slate::SlateRequest;
-use offerhost::store::SledStore;
 
 const COUNTS: [usize; 5] = [1, 4, 8, 16, 32];
-
-fn service(plugins: usize, dir: &std::path::Path) -> AppState {
-    let mut toml = String::from(
-        "subject_salt = \"bench\"\n[slate]\ndeadline_ms = 1000\n[limits]\ndeadline_ms = 1000\n[[placement]]\nid = \"app-home\"\nslots = 5\nmax_per_partner = 1\n",
-    );
-    for i in 0..plugins {
-        toml.push_str(&format!(
-            "[[partner]]\nid = \"p-{i:02}\"\nallow = [\"tier\", \"affinities\", \"cobrand_holder\"]\nplugin = \"{}\"\n",
-            offerhost_plugin_artifacts::AIRLINE.path
-        ));
-    }
-    let config = Config::parse(
-        &toml,
-        Vec::<(String, String)>::new(),
-        std::path::Path::new("/"),
-    )
-    .unwrap();
-    let store = Arc::new(SledStore::open(dir).unwrap());
-    offerhost::server::build(config, store, Arc::new(SystemClock)).unwrap()
-}
-
-fn request(debug: bool) -> SlateRequest {
-    serde_json::from_value(serde_json::json!({
-        "placement": "app-home",
-        "subject": "bench-subject",
-        "debug": debug,
-        "profile": {
-            "tier": "high-value",
-            "category_spend_share": {"travel": 0.6, "dining": 0.2},
-            "cobrand_cards": ["p-00"],
-            "marketing_consent": true
-        }
-    }))
-    .unwrap()
-}
 
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -67,7 +29,7 @@ fn main() {
     let services: Vec<AppState> = COUNTS
         .iter()
         .zip(&dirs)
-        .map(|(n, d)| service(*n, d.path()))
+        .map(|(n, d)| common::service(*n, d.path()))
         .collect();
 
     let mut c = Criterion::default().configure_from_args();
@@ -77,7 +39,7 @@ fn main() {
             group.throughput(Throughput::Elements(1));
             group.bench_with_input(BenchmarkId::from_parameter(n), state, |b, state| {
                 b.to_async(&rt).iter(|| async {
-                    let slate = state.slate(request(false)).await.unwrap();
+                    let slate = state.slate(common::request("bench-subject")).await.unwrap();
                     assert!(!slate.offers.is_empty());
                     slate
                 })
@@ -110,7 +72,8 @@ fn main() {
         let before = exec_total();
         let started = Instant::now();
         for _ in 0..rounds {
-            rt.block_on(state.slate(request(false))).unwrap();
+            rt.block_on(state.slate(common::request("bench-subject")))
+                .unwrap();
         }
         let slate_us = started.elapsed().as_secs_f64() * 1e6 / rounds as f64;
         let plugin_us = (exec_total() - before) as f64 / rounds as f64 / (*n).min(cores) as f64;
