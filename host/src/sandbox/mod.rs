@@ -103,25 +103,7 @@ impl Sandbox {
     /// Builds the engine with the pooling allocator sized from `config`.
     pub fn new(config: &SandboxConfig) -> Result<Self, SandboxError> {
         let limits = config.engine;
-        let slots = limits.max_concurrent_instances.max(1);
-        let mut pool = PoolingAllocationConfig::default();
-        pool.total_component_instances(slots)
-            .total_core_instances(slots * 8)
-            .total_memories(slots * 2)
-            .total_tables(slots * 4)
-            .max_memories_per_component(4)
-            .max_tables_per_component(8)
-            .max_core_instances_per_component(16)
-            .max_memory_size(limits.max_memory_bytes as usize)
-            // Reset the first pages of a slot with memset instead of returning them to
-            // the kernel: every call touches them again, and page faults from parallel
-            // calls contend on the process's memory map.
-            .linear_memory_keep_resident(2 << 20)
-            .table_keep_resident(64 << 10)
-            // Where the kernel can say which pages a call wrote (Linux 6.7+), reset only
-            // those rather than every resident page.
-            .pagemap_scan(wasmtime::Enabled::Auto)
-            .decommit_batch_size(32);
+        let pool = pooling_config(&limits);
 
         let mut cfg = Config::new();
         cfg.wasm_component_model(true)
@@ -357,6 +339,31 @@ impl Sandbox {
             ..*limits
         }
     }
+}
+
+/// The pooling allocator as the sandbox sets it up for `limits`: slots for
+/// `max_concurrent_instances` plugin instances, and memory reset tuned for short calls.
+pub fn pooling_config(limits: &EngineLimits) -> PoolingAllocationConfig {
+    let slots = limits.max_concurrent_instances.max(1);
+    let mut pool = PoolingAllocationConfig::default();
+    pool.total_component_instances(slots)
+        .total_core_instances(slots * 8)
+        .total_memories(slots * 2)
+        .total_tables(slots * 4)
+        .max_memories_per_component(4)
+        .max_tables_per_component(8)
+        .max_core_instances_per_component(16)
+        .max_memory_size(limits.max_memory_bytes as usize)
+        // Reset the first pages of a slot with memset instead of returning them to
+        // the kernel: every call touches them again, and page faults from parallel
+        // calls contend on the process's memory map.
+        .linear_memory_keep_resident(2 << 20)
+        .table_keep_resident(64 << 10)
+        // Where the kernel can say which pages a call wrote (Linux 6.7+), reset only
+        // those rather than every resident page.
+        .pagemap_scan(wasmtime::Enabled::Auto)
+        .decommit_batch_size(32);
+    pool
 }
 
 enum CallError {
