@@ -473,3 +473,37 @@ impl Store for RedisStore {
             .map_err(backend)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(url: &str, prefix: &str) -> String {
+        match RedisStore::open(url, prefix) {
+            Ok(_) => panic!("{url} with prefix {prefix:?} was accepted"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn cluster_urls_list_their_seed_nodes() {
+        assert_eq!(
+            cluster_nodes("redis://127.0.0.1:6379/0").map(|r| r.is_ok()),
+            None
+        );
+        let nodes = cluster_nodes("redis-cluster://10.0.0.1:6379, 10.0.0.2:6380/")
+            .unwrap()
+            .unwrap();
+        assert_eq!(nodes, ["redis://10.0.0.1:6379", "redis://10.0.0.2:6380"]);
+    }
+
+    #[test]
+    fn bad_urls_and_prefixes_are_refused_with_the_reason() {
+        let e = refused("redis-cluster://", "oh:");
+        assert!(e.contains("list at least one node"), "{e}");
+        let e = refused("redis://127.0.0.1:6379", "oh{x}:");
+        assert!(e.contains("brace"), "{e}");
+        let e = refused("http://127.0.0.1:6379", "oh:");
+        assert!(e.contains("bad Redis URL"), "{e}");
+    }
+}
