@@ -1,6 +1,6 @@
 //! Slate throughput by CPU cores: the same service (8 airline plugins, sled) under 32
-//! concurrent slate requests, run once pinned to 1 core and once to 2 (or more), side by
-//! side in one run. `cargo bench -p offerhost --bench throughput`
+//! concurrent slate requests, run pinned to 1, 2, 4, 8 and 16 of the cores this process
+//! may use (as many as there are), side by side in one run. `cargo bench -p offerhost --bench throughput`
 //!
 //! The bench re-runs itself under `taskset` for each core count, so the runtime and the
 //! fan-out threads are sized from the cores the process may use, as a server would be.
@@ -23,11 +23,12 @@ fn main() {
         return;
     }
     // Criterion-style arguments (`--bench`, filters) are accepted and ignored.
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let allowed = allowed_cpus();
     let exe = std::env::current_exe().expect("bench binary path");
     let mut rows = Vec::new();
-    for n in [1, 2, 4, 8, 16].into_iter().filter(|n| *n <= cores) {
-        let cpus = format!("0-{}", n - 1);
+    for n in [1, 2, 4, 8, 16].into_iter().filter(|n| *n <= allowed.len()) {
+        let cpus: Vec<String> = allowed[..n].iter().map(usize::to_string).collect();
+        let cpus = cpus.join(",");
         eprintln!("throughput on {n} core(s) ({}s)...", RUN.as_secs());
         let out = Command::new("taskset")
             .args(["-c", &cpus])
@@ -56,6 +57,23 @@ fn main() {
     for (n, rate) in rows {
         println!("| {n} | {rate:.0} | {:.2}x |", rate / one);
     }
+}
+
+/// The CPUs this process may run on (`Cpus_allowed_list` in /proc/self/status, such as
+/// `0-3,6`).
+fn allowed_cpus() -> Vec<usize> {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    let list = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .expect("Cpus_allowed_list in /proc/self/status")
+        .trim();
+    let mut cpus = Vec::new();
+    for part in list.split(',') {
+        let (from, to) = part.split_once('-').unwrap_or((part, part));
+        cpus.extend(from.parse::<usize>().unwrap()..=to.parse::<usize>().unwrap());
+    }
+    cpus
 }
 
 /// Slates per second with `CONCURRENCY` requests in flight, after a one-second warm-up.

@@ -647,14 +647,21 @@ pub fn redis_url() -> String {
 }
 
 /// A three-node Redis Cluster on loopback (no replicas), started once per test binary
-/// and stopped when it exits. Returns its `redis-cluster://` URL.
+/// and stopped, its directory removed, when the binary exits. Returns its
+/// `redis-cluster://` URL.
 pub fn redis_cluster_url() -> String {
     static URL: OnceLock<String> = OnceLock::new();
     URL.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("offerhost-cluster-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        // Everything started is recorded before anything can fail, so the exit hook
+        // cleans up after a failed start as well.
+        let dir = tempfile::tempdir().expect("a temporary directory").keep();
+        CLUSTER.lock().unwrap().dir = Some(dir.clone());
+        unsafe extern "C" {
+            fn atexit(f: extern "C" fn()) -> i32;
+        }
+        // SAFETY: registering a plain function with the C runtime's exit hooks.
+        unsafe { atexit(stop_cluster) };
         let mut ports = Vec::new();
-        let mut pids = Vec::new();
         for _ in 0..3 {
             let port = cluster_port(&ports);
             let child = Command::new("redis-server")
@@ -680,22 +687,11 @@ pub fn redis_cluster_url() -> String {
                 .unwrap_or_else(|e| {
                     panic!("cannot start redis-server ({e}): install it (.ci/run does)")
                 });
-            pids.push(child.id());
+            CLUSTER.lock().unwrap().pids.push(child.id());
+            // Stopped by `stop_cluster` at exit.
             std::mem::forget(child);
             ports.push(port);
         }
-        static PIDS: OnceLock<Vec<u32>> = OnceLock::new();
-        let _ = PIDS.set(pids);
-        extern "C" fn stop() {
-            for pid in PIDS.get().into_iter().flatten() {
-                let _ = Command::new("kill").arg(pid.to_string()).status();
-            }
-        }
-        unsafe extern "C" {
-            fn atexit(f: extern "C" fn()) -> i32;
-        }
-        // SAFETY: registering a plain function with the C runtime's exit hooks.
-        unsafe { atexit(stop) };
         for port in &ports {
             wait_for_port(*port);
         }
@@ -705,7 +701,9 @@ pub fn redis_cluster_url() -> String {
             .args(&nodes)
             .args(["--cluster-replicas", "0", "--cluster-yes"])
             .output()
-            .expect("redis-cli runs");
+            .unwrap_or_else(|e| {
+                panic!("cannot run redis-cli ({e}): install redis-tools (.ci/run does)")
+            });
         assert!(
             out.status.success(),
             "redis-cli --cluster create failed: {}",
@@ -734,11 +732,33 @@ pub fn redis_cluster_url() -> String {
     .clone()
 }
 
+/// What the test cluster left running and on disk.
+#[derive(Default)]
+struct ClusterProcesses {
+    pids: Vec<u32>,
+    dir: Option<PathBuf>,
+}
+
+static CLUSTER: std::sync::Mutex<ClusterProcesses> = std::sync::Mutex::new(ClusterProcesses {
+    pids: Vec::new(),
+    dir: None,
+});
+
+extern "C" fn stop_cluster() {
+    let Ok(cluster) = CLUSTER.lock() else { return };
+    for pid in &cluster.pids {
+        let _ = Command::new("kill").arg(pid.to_string()).status();
+    }
+    if let Some(dir) = &cluster.dir {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
 /// A free loopback port whose cluster bus port (+10000) is free too.
 fn cluster_port(taken: &[u16]) -> u16 {
-    let base = 20_000 + (std::process::id() % 9_000) as u16;
-    (0..9_000u16)
-        .map(|i| 20_000 + (base - 20_000 + i * 7) % 9_000)
+    let start = std::process::id() % 9_000;
+    (0..9_000u32)
+        .map(|i| (20_000 + (start + i * 7) % 9_000) as u16)
         .find(|p| {
             !taken.contains(p)
                 && std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok()
