@@ -106,8 +106,12 @@ impl Conn {
         }
     }
 
-    /// Runs `pipe`; on a cluster its commands go to the nodes owning their keys.
+    /// Runs `pipe`; on a cluster its commands go to the nodes owning their keys. An empty
+    /// pipeline answers an empty list on either.
     fn pipe<T: FromRedisValue>(&mut self, pipe: &Pipeline) -> RedisResult<T> {
+        if pipe.cmd_iter().next().is_none() {
+            return Ok(redis::from_redis_value(Value::Array(Vec::new()))?);
+        }
         match self {
             Conn::Single(c) => pipe.query(&mut **c),
             Conn::Cluster(c) => {
