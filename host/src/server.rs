@@ -58,13 +58,27 @@ pub const REGISTRY_POLL: std::time::Duration = std::time::Duration::from_millis(
 /// How often expired slates and old event ids are swept from the store.
 pub const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
 
+/// Runs `job` every `period` for the life of the runtime.
+fn every<F, Fut>(period: std::time::Duration, mut job: F)
+where
+    F: FnMut() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(period);
+        loop {
+            tick.tick().await;
+            job().await;
+        }
+    });
+}
+
 /// Sweeps the store now and then, off the async threads.
 fn sweep_store(state: &AppState) {
     let state = state.clone();
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(SWEEP_EVERY);
-        loop {
-            tick.tick().await;
+    every(SWEEP_EVERY, move || {
+        let state = state.clone();
+        async move {
             let now = state.clock.unix();
             match state.io(move |s| s.sweep(now)).await {
                 Ok(0) => {}
@@ -81,10 +95,9 @@ pub const AGGREGATE_FLUSH: std::time::Duration = std::time::Duration::from_secs(
 /// Writes pending aggregates to the store every [`AGGREGATE_FLUSH`].
 fn flush_aggregates(state: &AppState) {
     let state = state.clone();
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(AGGREGATE_FLUSH);
-        loop {
-            tick.tick().await;
+    every(AGGREGATE_FLUSH, move || {
+        let state = state.clone();
+        async move {
             if let Err(e) = state.flush_aggregates().await {
                 tracing::warn!(error = %e, "writing aggregates failed; kept for the next try");
             }
@@ -95,11 +108,9 @@ fn flush_aggregates(state: &AppState) {
 /// Keeps `state`'s snapshot in step with registry changes made by other replicas.
 fn watch_registry(state: &AppState) {
     let registry = state.registry().clone();
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(REGISTRY_POLL);
-        loop {
-            tick.tick().await;
-            let r = registry.clone();
+    every(REGISTRY_POLL, move || {
+        let r = registry.clone();
+        async move {
             match tokio::task::spawn_blocking(move || r.reload()).await {
                 Ok(Ok(_)) => {}
                 Ok(Err(e)) => tracing::warn!(error = %e, "registry reload failed"),

@@ -522,14 +522,7 @@ pub fn admin_cli(server: &ServerProcess, token: Option<&str>, args: &[&str]) -> 
 impl ServerProcess {
     /// GETs a path with `token`; returns status and JSON body.
     pub fn get_as(&self, token: Option<&str>, path: &str) -> (u16, Value) {
-        let agent = agent();
-        let mut req = agent.get(&format!("{}{path}", self.base));
-        if let Some(t) = token {
-            req = req.header("authorization", &format!("Bearer {t}"));
-        }
-        let mut res = req.call().expect("request reaches the server");
-        let status = res.status().as_u16();
-        let text = res.body_mut().read_to_string().unwrap();
+        let (status, _, text) = self.get_text(token, path);
         (status, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
@@ -609,39 +602,14 @@ pub fn metric_sum(text: &str, name: &str, having: &[&str]) -> f64 {
 pub fn redis_url() -> String {
     static URL: OnceLock<String> = OnceLock::new();
     URL.get_or_init(|| {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("cannot start redis-server ({e}): install it (`apt-get install redis-server`; .ci/run does) to run the Redis backend tests")
-            });
-        let url = format!("redis://127.0.0.1:{port}/");
-        // Leak the child on purpose: it must outlive every test; kill it at exit.
-        let pid = child.id();
-        std::mem::forget(child);
-        extern "C" fn stop() {
-            if let Some(pid) = REDIS_PID.get() {
-                let _ = Command::new("kill").arg(pid.to_string()).status();
-            }
-        }
-        static REDIS_PID: OnceLock<u32> = OnceLock::new();
-        let _ = REDIS_PID.set(pid);
-        unsafe extern "C" {
-            fn atexit(f: extern "C" fn()) -> i32;
-        }
-        // SAFETY: registering a plain function with the C runtime's exit hooks.
-        unsafe { atexit(stop) };
-        let client = std::time::Instant::now();
-        loop {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                break;
-            }
-            assert!(client.elapsed() < std::time::Duration::from_secs(10), "redis-server did not start");
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-        url
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        start_redis(port, &[], None);
+        wait_for_port(port);
+        format!("redis://127.0.0.1:{port}/")
     })
     .clone()
 }
@@ -652,44 +620,17 @@ pub fn redis_url() -> String {
 pub fn redis_cluster_url() -> String {
     static URL: OnceLock<String> = OnceLock::new();
     URL.get_or_init(|| {
-        // Everything started is recorded before anything can fail, so the exit hook
-        // cleans up after a failed start as well.
         let dir = tempfile::tempdir().expect("a temporary directory").keep();
-        CLUSTER.lock().unwrap().dir = Some(dir.clone());
-        unsafe extern "C" {
-            fn atexit(f: extern "C" fn()) -> i32;
-        }
-        // SAFETY: registering a plain function with the C runtime's exit hooks.
-        unsafe { atexit(stop_cluster) };
+        STARTED.lock().unwrap().dirs.push(dir.clone());
         let mut ports = Vec::new();
         for _ in 0..3 {
             let port = cluster_port(&ports);
-            let child = Command::new("redis-server")
-                .args([
-                    "--port",
-                    &port.to_string(),
-                    "--bind",
-                    "127.0.0.1",
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                ])
-                .args([
-                    "--cluster-enabled",
-                    "yes",
-                    "--cluster-config-file",
-                    &format!("nodes-{port}.conf"),
-                ])
-                .current_dir(&dir)
-                .stdout(std::process::Stdio::null())
-                .spawn()
-                .unwrap_or_else(|e| {
-                    panic!("cannot start redis-server ({e}): install it (.ci/run does)")
-                });
-            CLUSTER.lock().unwrap().pids.push(child.id());
-            // Stopped by `stop_cluster` at exit.
-            std::mem::forget(child);
+            let config = format!("nodes-{port}.conf");
+            start_redis(
+                port,
+                &["--cluster-enabled", "yes", "--cluster-config-file", &config],
+                Some(&dir),
+            );
             ports.push(port);
         }
         for port in &ports {
@@ -732,24 +673,59 @@ pub fn redis_cluster_url() -> String {
     .clone()
 }
 
-/// What the test cluster left running and on disk.
-#[derive(Default)]
-struct ClusterProcesses {
+/// Redis servers the tests started and their directories: stopped and removed at exit.
+struct Started {
     pids: Vec<u32>,
-    dir: Option<PathBuf>,
+    dirs: Vec<PathBuf>,
 }
 
-static CLUSTER: std::sync::Mutex<ClusterProcesses> = std::sync::Mutex::new(ClusterProcesses {
+static STARTED: std::sync::Mutex<Started> = std::sync::Mutex::new(Started {
     pids: Vec::new(),
-    dir: None,
+    dirs: Vec::new(),
 });
 
-extern "C" fn stop_cluster() {
-    let Ok(cluster) = CLUSTER.lock() else { return };
-    for pid in &cluster.pids {
+/// Starts `redis-server` on loopback `port` (no persistence) with `extra` arguments, in
+/// `dir` if given. It is recorded before anything else can fail, so it is stopped at
+/// exit whatever happens next.
+fn start_redis(port: u16, extra: &[&str], dir: Option<&std::path::Path>) {
+    static AT_EXIT: std::sync::Once = std::sync::Once::new();
+    AT_EXIT.call_once(|| {
+        unsafe extern "C" {
+            fn atexit(f: extern "C" fn()) -> i32;
+        }
+        // SAFETY: registering a plain function with the C runtime's exit hooks.
+        unsafe { atexit(stop_redis) };
+    });
+    let mut cmd = Command::new("redis-server");
+    cmd.args([
+        "--port",
+        &port.to_string(),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+    ])
+    .args(extra)
+    .stdout(std::process::Stdio::null());
+    if let Some(dir) = dir {
+        cmd.current_dir(dir);
+    }
+    let child = cmd.spawn().unwrap_or_else(|e| {
+        panic!("cannot start redis-server ({e}): install it (`apt-get install redis-server`; .ci/run does) to run the Redis tests")
+    });
+    STARTED.lock().unwrap().pids.push(child.id());
+    // Leaked on purpose: it must outlive every test; `stop_redis` kills it at exit.
+    std::mem::forget(child);
+}
+
+extern "C" fn stop_redis() {
+    let Ok(started) = STARTED.lock() else { return };
+    for pid in &started.pids {
         let _ = Command::new("kill").arg(pid.to_string()).status();
     }
-    if let Some(dir) = &cluster.dir {
+    for dir in &started.dirs {
         let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -489,6 +489,7 @@ impl SlateService {
                 logs: done.report.logs,
             });
         }
+
         // Cap histories of everything that might be shown, read once.
         let mut keys: Vec<String> = Vec::new();
         for run in &runs {
@@ -1112,7 +1113,7 @@ fn keys_of(partner: &str, bid: &Bid) -> OfferKeys {
 
 /// `sl_`, the serve time in microseconds (12 hex digits), then 64 unguessable bits. Time
 /// first keeps new records near the end of the embedded store's tree instead of at
-/// random places in it, which halves the cost of recording a slate.
+/// random places in it, which made recording a slate in sled about a third cheaper.
 fn new_slate_id(subject: &SubjectKey, nanos: i128) -> String {
     use std::hash::{BuildHasher, RandomState};
     use std::sync::atomic::{AtomicU64, Ordering};

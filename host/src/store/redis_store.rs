@@ -106,6 +106,13 @@ impl Conn {
         }
     }
 
+    fn inner_ref(&self) -> &dyn ConnectionLike {
+        match self {
+            Conn::Single(c) => &**c,
+            Conn::Cluster(c) => &***c,
+        }
+    }
+
     /// Runs `pipe`; on a cluster its commands go to the nodes owning their keys. An empty
     /// pipeline answers an empty list on either.
     fn pipe<T: FromRedisValue>(&mut self, pipe: &Pipeline) -> RedisResult<T> {
@@ -141,10 +148,7 @@ impl ConnectionLike for Conn {
     }
 
     fn get_db(&self) -> i64 {
-        match self {
-            Conn::Single(c) => c.get_db(),
-            Conn::Cluster(c) => c.get_db(),
-        }
+        self.inner_ref().get_db()
     }
 
     fn check_connection(&mut self) -> bool {
@@ -152,10 +156,7 @@ impl ConnectionLike for Conn {
     }
 
     fn is_open(&self) -> bool {
-        match self {
-            Conn::Single(c) => c.is_open(),
-            Conn::Cluster(c) => c.is_open(),
-        }
+        self.inner_ref().is_open()
     }
 }
 
