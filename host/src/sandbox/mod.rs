@@ -24,10 +24,13 @@ mod outcome;
 mod store;
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use wasmtime::component::{Component, HasSelf, Linker};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap,
+    UpdateDeadline,
+};
 
 use crate::model::{self, Bid, Features, PluginInfo};
 pub use bindings::{BIDDER_EXPORT, WIT_VERSION};
@@ -82,6 +85,16 @@ pub enum SandboxError {
     /// The epoch thread could not start.
     #[error("cannot start the epoch ticker thread: {0}")]
     Ticker(#[from] std::io::Error),
+}
+
+/// Something to do, once, if a call is still running after a while: for example, ask
+/// another thread to take over the calls waiting behind it. It runs on the call's own
+/// thread, between two instructions of the plugin, so it must be quick.
+pub struct SlowCall {
+    /// How long the call may run first (rounded up to whole epoch ticks).
+    pub after: Duration,
+    /// What to do then.
+    pub then: Box<dyn FnOnce() + Send + Sync>,
 }
 
 /// A compiled, pre-instantiated plugin. Cheap to clone and share across threads.
@@ -227,7 +240,7 @@ impl Sandbox {
 
     /// Calls `describe` in a fresh instance.
     pub fn describe(&self, plugin: &Plugin, limits: &Limits) -> CallReport<PluginInfo> {
-        self.call(plugin, Arc::default(), limits, |store, instance| {
+        self.call(plugin, Arc::default(), limits, None, |store, instance| {
             let info = instance.offerhost_plugin_bidder().call_describe(store)?;
             Ok(Ok(PluginInfo::from(info)))
         })
@@ -243,8 +256,20 @@ impl Sandbox {
         config: &Arc<PluginConfig>,
         limits: &Limits,
     ) -> CallReport<Vec<Bid>> {
+        self.bid_watched(plugin, features, config, limits, None)
+    }
+
+    /// [`Sandbox::bid`], doing `slow` if the call runs longer than `slow.after`.
+    pub fn bid_watched(
+        &self,
+        plugin: &Plugin,
+        features: &Features,
+        config: &Arc<PluginConfig>,
+        limits: &Limits,
+        slow: Option<SlowCall>,
+    ) -> CallReport<Vec<Bid>> {
         let features = bindings::wit::Features::from(features);
-        let mut report = self.call(plugin, config.clone(), limits, |store, instance| {
+        let mut report = self.call(plugin, config.clone(), limits, slow, |store, instance| {
             let answer = instance
                 .offerhost_plugin_bidder()
                 .call_bid(store, &features)?;
@@ -283,6 +308,7 @@ impl Sandbox {
         plugin: &Plugin,
         config: Arc<PluginConfig>,
         limits: &Limits,
+        slow: Option<SlowCall>,
         f: impl FnOnce(
             &mut Store<CallState>,
             &OfferPlugin,
@@ -294,8 +320,30 @@ impl Sandbox {
         store.limiter(|s| &mut s.limiter);
         // Setting fuel cannot fail: fuel is enabled on the engine.
         let _ = store.set_fuel(limits.fuel);
-        store.set_epoch_deadline(limits.deadline_ms.div_ceil(TICK.as_millis() as u64) + 1);
-        store.epoch_deadline_trap();
+        let tick = TICK.as_millis() as u64;
+        let ticks = limits.deadline_ms.div_ceil(tick) + 1;
+        match slow {
+            Some(slow) if (slow.after.as_millis() as u64).div_ceil(tick) < ticks => {
+                // Stop at `slow.after` first, do what was asked, then go on to the
+                // deadline.
+                let first = (slow.after.as_millis() as u64).div_ceil(tick).max(1);
+                let mut then = Some(slow.then);
+                store.set_epoch_deadline(first);
+                store.epoch_deadline_callback(move |_| {
+                    Ok(match then.take() {
+                        Some(then) => {
+                            then();
+                            UpdateDeadline::Continue(ticks - first)
+                        }
+                        None => UpdateDeadline::Interrupt,
+                    })
+                });
+            }
+            _ => {
+                store.set_epoch_deadline(ticks);
+                store.epoch_deadline_trap();
+            }
+        }
 
         let result = match plugin.pre.instantiate(&mut store) {
             Ok(instance) => f(&mut store, &instance).map_err(CallError::Call),

@@ -15,13 +15,13 @@
 
 pub mod caps;
 pub mod deployment;
+mod fanout;
 mod pool;
 pub mod profile;
 mod rank;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -32,13 +32,13 @@ use crate::config::{Config, PlacementConfig};
 use crate::metrics::{
     EventLabels, Metrics, PlacementLabels, PlacementOnly, ReasonLabels, SlateLabels,
 };
-use crate::model::{Bid, DropReason, FieldError, Offer, RejectedBid, screen_bids};
+use crate::model::{Bid, DropReason, FieldError, Offer};
 use crate::registry::Registry;
 use crate::report::{Aggregator, Cell, field};
-use crate::sandbox::{CallReport, LogLine, Outcome, Sandbox};
+use crate::sandbox::{LogLine, Outcome};
 use crate::store::{Recorded, ServedOffer, SlateRecord, Store, SubjectKey};
 use caps::{CapCheck, OfferKeys, Retention};
-use deployment::{DeployedPlugin, Variant};
+use fanout::{Call, Done};
 use profile::Profile;
 
 /// `POST /v1/slates` body.
@@ -195,14 +195,12 @@ pub enum SlateError {
 /// Everything a slate needs, shared by all requests.
 pub struct SlateService {
     pub(crate) config: Config,
-    pub(crate) sandbox: Arc<Sandbox>,
     pub(crate) registry: Arc<Registry>,
     pub(crate) store: Arc<dyn Store>,
     pub(crate) clock: Arc<dyn Clock>,
     retention: Retention,
     holidays: Vec<time::Date>,
-    fanout_workers: usize,
-    pool: pool::FanoutPool,
+    fanout: Arc<fanout::Fanout>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) aggregates: Aggregator,
     pub(crate) noise_secret: std::sync::OnceLock<Vec<u8>>,
@@ -228,15 +226,18 @@ impl SlateService {
             noise_secret: std::sync::OnceLock::new(),
             retention: Retention::for_caps(&config.caps),
             config,
-            sandbox: registry.sandbox().clone(),
+            // Enough threads that plugins hanging until the slate deadline in several
+            // slates at once still leave threads for everyone else.
+            fanout: Arc::new(fanout::Fanout::new(
+                registry.sandbox().clone(),
+                (cores() * 8).max(16),
+                cores(),
+                cores(),
+            )),
             registry,
             store,
             clock,
             holidays,
-            fanout_workers: cores() * 2,
-            // Enough threads that plugins hanging until the slate deadline in several
-            // slates at once still leave threads for everyone else.
-            pool: pool::FanoutPool::new((cores() * 8).max(16)),
         }
     }
 
@@ -317,6 +318,7 @@ impl SlateService {
     /// Builds a slate.
     pub async fn slate(&self, req: SlateRequest) -> Result<Slate, SlateError> {
         let started = Instant::now();
+        let _busy = self.fanout.busy();
         let slate = self.build_slate(req).await?;
         let result = if slate.suppressed.is_some() {
             "suppressed"
@@ -679,67 +681,27 @@ impl SlateService {
         derived: &Arc<profile::Derived>,
         placement: &PlacementConfig,
     ) -> Vec<(Call, Done)> {
-        let started = Instant::now();
         let budget = Duration::from_millis(self.config.slate.deadline_ms);
-        let deadline = tokio::time::Instant::now() + budget;
-        // Workers pull calls from a shared list: one thread hand-off per worker rather
-        // than per plugin (a hand-off costs about as much as a small plugin call). On a
-        // multi-threaded runtime the request's own thread works too, so a one-plugin
-        // slate needs no hand-off at all. Each worker also derives the call's features
-        // and screens its bids, so that work is spread over the cores as well. No call
-        // may run past the slate deadline.
-        let total = calls.len();
-        let batch = Arc::new(Batch {
-            calls: calls.clone(),
+        let context = fanout::Context {
             derived: derived.clone(),
             placement: placement.id.clone(),
             channel: placement.channel,
-            next: AtomicUsize::new(0),
-            started,
-            budget,
-        });
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-        let inline = tokio::runtime::Handle::current().runtime_flavor()
+        };
+        if calls.is_empty() {
+            return Vec::new();
+        }
+        // The request's own thread works too; on a multi-threaded runtime it may block
+        // for the fan-out, elsewhere a blocking thread stands in for it.
+        let multi_thread = tokio::runtime::Handle::current().runtime_flavor()
             == tokio::runtime::RuntimeFlavor::MultiThread;
-        let helpers = total.min(self.fanout_workers) - usize::from(inline && total > 0);
-        for _ in 0..helpers {
-            let (batch, tx, sandbox) = (batch.clone(), tx.clone(), self.sandbox.clone());
-            self.pool.spawn(move || work(&sandbox, &batch, &tx));
+        if multi_thread {
+            tokio::task::block_in_place(|| self.fanout.run(calls, context, budget))
+        } else {
+            let fanout = self.fanout.clone();
+            tokio::task::spawn_blocking(move || fanout.run(calls, context, budget))
+                .await
+                .unwrap_or_default()
         }
-        if inline && total > 0 {
-            tokio::task::block_in_place(|| work(&self.sandbox, &batch, &tx));
-        }
-        drop(tx);
-        let mut done: Vec<Option<Done>> = std::iter::repeat_with(|| None).take(total).collect();
-        let mut remaining = total;
-        while remaining > 0 {
-            match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some((i, finished))) => {
-                    done[i] = Some(finished);
-                    remaining -= 1;
-                }
-                Ok(None) | Err(_) => break,
-            }
-        }
-        calls
-            .into_iter()
-            .zip(done)
-            .map(|(call, finished)| {
-                let finished = finished.unwrap_or_else(|| Done {
-                    report: CallReport {
-                        outcome: Outcome::Late,
-                        value: None,
-                        cost: Default::default(),
-                        logs: Vec::new(),
-                    },
-                    latency: started.elapsed(),
-                    returned: 0,
-                    bids: Vec::new(),
-                    rejected: Vec::new(),
-                });
-                (call, finished)
-            })
-            .collect()
     }
 
     /// Records an app event, idempotently by `event_id` within its slate.
@@ -1013,85 +975,6 @@ impl SlateService {
 
 fn cores() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get())
-}
-
-/// One plugin call of a slate.
-#[derive(Clone)]
-struct Call {
-    plugin: Arc<DeployedPlugin>,
-    variant: Arc<Variant>,
-    shadow: bool,
-}
-
-/// The calls of one slate and what their workers share.
-struct Batch {
-    calls: Vec<Call>,
-    derived: Arc<profile::Derived>,
-    placement: String,
-    channel: crate::model::Channel,
-    /// The next call to take.
-    next: AtomicUsize,
-    started: Instant,
-    budget: Duration,
-}
-
-/// One finished call: its report (the answer moved into `bids` and `rejected`) and its
-/// bids screened against the contract.
-struct Done {
-    report: CallReport<Vec<Bid>>,
-    /// From the start of the fan-out to the end of the call.
-    latency: Duration,
-    /// Bids the plugin returned.
-    returned: u32,
-    bids: Vec<Bid>,
-    rejected: Vec<RejectedBid>,
-}
-
-/// Takes calls off `batch` until none is left or the slate's budget is spent. Each call
-/// runs with its deadline cut to what is left of the budget; one stopped by that cut,
-/// not by its own deadline, is reported `late`.
-fn work(sandbox: &Sandbox, batch: &Batch, tx: &tokio::sync::mpsc::UnboundedSender<(usize, Done)>) {
-    loop {
-        let i = batch.next.fetch_add(1, Ordering::Relaxed);
-        let left = batch.budget.saturating_sub(batch.started.elapsed());
-        if i >= batch.calls.len() || left.is_zero() {
-            return;
-        }
-        let call = &batch.calls[i];
-        let plugin = &call.plugin;
-        let features = profile::features_for(
-            &batch.derived,
-            &plugin.partner,
-            &plugin.allow,
-            &plugin.segments,
-            &batch.placement,
-            batch.channel,
-        );
-        let left_ms = (left.as_millis() as u64).max(1);
-        let cut = left_ms < plugin.limits.deadline_ms;
-        let limits = crate::sandbox::Limits {
-            deadline_ms: plugin.limits.deadline_ms.min(left_ms),
-            ..plugin.limits
-        };
-        let mut report = sandbox.bid(&call.variant.plugin, &features, &plugin.config, &limits);
-        let latency = batch.started.elapsed();
-        if cut && report.outcome == Outcome::Deadline {
-            report.outcome = Outcome::Late;
-        }
-        let answer = report.value.take();
-        let returned = answer.as_ref().map_or(0, Vec::len) as u32;
-        let (bids, rejected) = screen_bids(answer.unwrap_or_default());
-        let done = Done {
-            report,
-            latency,
-            returned,
-            bids,
-            rejected,
-        };
-        if tx.send((i, done)).is_err() {
-            return;
-        }
-    }
 }
 
 /// A tier or stage as a label (`unknown` when absent).

@@ -1,39 +1,140 @@
-//! The threads plugin calls run on. Long-lived, so a slate pays a wake-up, not a thread
-//! start, per worker it asks for.
+//! The threads plugin calls run on. Long-lived, so a slate pays at most a wake-up, not a
+//! thread start, per helper it asks for; and a thread that has just finished a task
+//! stays awake for a moment, so a slate arriving soon after pays not even that.
+//!
+//! Waking a parked thread costs the waker a system call and the woken thread tens of
+//! microseconds before it runs (on a virtual machine, often more than a plugin call).
+//! A thread watching for work takes it within a microsecond. Watching threads yield
+//! their core on every turn, and no more threads watch than there are cores not running
+//! calls: spinning beside a working thread would only take turns from it.
 
-use crossbeam_channel::{Sender, unbounded};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering, fence};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender, unbounded};
 
 type Task = Box<dyn FnOnce() + Send>;
 
+/// How long a thread keeps watching for work after its last task.
+pub(crate) const WATCH: Duration = Duration::from_micros(200);
+
 /// A fixed set of threads running submitted tasks in order of arrival.
 pub(crate) struct FanoutPool {
-    tx: Sender<Task>,
+    /// Tasks for watching threads: nobody blocks on it, so sending never wakes anyone.
+    hot: Sender<Task>,
+    /// Tasks for parked threads; `None` only wakes one to look at `hot`.
+    cold: Sender<Option<Task>>,
+    /// Threads watching `hot`.
+    watching: Arc<AtomicUsize>,
 }
 
 impl FanoutPool {
-    /// Starts `threads` worker threads.
-    pub(crate) fn new(threads: usize) -> FanoutPool {
-        let (tx, rx) = unbounded::<Task>();
+    /// Starts `threads` worker threads. `busy` counts the threads running calls (the
+    /// pool's and others); threads watch for work only on cores nothing else is using.
+    pub(crate) fn new(threads: usize, busy: Arc<AtomicUsize>, cores: usize) -> FanoutPool {
+        let (hot, hot_rx) = unbounded::<Task>();
+        let (cold, cold_rx) = unbounded::<Option<Task>>();
+        let watching = Arc::new(AtomicUsize::new(0));
         for n in 0..threads.max(1) {
-            let rx = rx.clone();
+            let worker = Worker {
+                hot: hot_rx.clone(),
+                cold: cold_rx.clone(),
+                watching: watching.clone(),
+                busy: busy.clone(),
+                cores,
+            };
             std::thread::Builder::new()
                 .name(format!("offerhost-fanout-{n}"))
-                .spawn(move || {
-                    for task in rx.iter() {
-                        // A panic in one call must not take a worker away for good.
-                        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(task)).is_err() {
-                            tracing::error!("a fan-out task panicked");
-                        }
-                    }
-                })
+                .spawn(move || worker.run())
                 .expect("the fan-out threads start");
         }
-        FanoutPool { tx }
+        FanoutPool {
+            hot,
+            cold,
+            watching,
+        }
     }
 
-    /// Runs `task` on the next free thread.
+    /// Runs `task` on the next free thread: a watching one if there is one, else a parked
+    /// one, woken.
     pub(crate) fn spawn(&self, task: impl FnOnce() + Send + 'static) {
-        // The receivers live as long as the threads, which never stop while `tx` exists.
-        let _ = self.tx.send(Box::new(task));
+        // The receivers live as long as the threads, which never stop while the senders
+        // exist, so sending cannot fail.
+        let task: Task = Box::new(task);
+        if self.watching.load(Ordering::SeqCst) == 0 {
+            let _ = self.cold.send(Some(task));
+            return;
+        }
+        let _ = self.hot.send(task);
+        // Pairs with the fence in `Worker::run`: either the thread that stopped watching
+        // sees the task, or this sees that nobody is watching and wakes someone.
+        fence(Ordering::SeqCst);
+        if self.watching.load(Ordering::SeqCst) == 0 {
+            let _ = self.cold.send(None);
+        }
+    }
+}
+
+struct Worker {
+    hot: Receiver<Task>,
+    cold: Receiver<Option<Task>>,
+    watching: Arc<AtomicUsize>,
+    busy: Arc<AtomicUsize>,
+    cores: usize,
+}
+
+impl Worker {
+    fn run(self) {
+        loop {
+            // Parked until there is work (or a nudge to look at `hot`).
+            match self.cold.recv() {
+                Ok(Some(task)) => run(task),
+                Ok(None) => {}
+                Err(_) => return,
+            }
+            // Then watching for more until there has been none for a while.
+            self.watching.fetch_add(1, Ordering::SeqCst);
+            let mut until = Instant::now() + WATCH;
+            loop {
+                if let Ok(task) = self.hot.try_recv() {
+                    self.watching.fetch_sub(1, Ordering::SeqCst);
+                    run(task);
+                    self.watching.fetch_add(1, Ordering::SeqCst);
+                    until = Instant::now() + WATCH;
+                    continue;
+                }
+                if Instant::now() >= until || !self.core_to_spare() {
+                    self.watching.fetch_sub(1, Ordering::SeqCst);
+                    fence(Ordering::SeqCst);
+                    // A task sent just before we stopped watching is ours.
+                    match self.hot.try_recv() {
+                        Ok(task) => {
+                            run(task);
+                            self.watching.fetch_add(1, Ordering::SeqCst);
+                            until = Instant::now() + WATCH;
+                            continue;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                std::thread::yield_now();
+            }
+        }
+    }
+}
+
+impl Worker {
+    /// Whether this thread's watching leaves a core idle for nothing else: one core per
+    /// thread running calls and per watching thread, this one included.
+    fn core_to_spare(&self) -> bool {
+        self.busy.load(Ordering::Relaxed) + self.watching.load(Ordering::Relaxed) <= self.cores
+    }
+}
+
+fn run(task: Task) {
+    // A panic in one call must not take a worker away for good.
+    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(task)).is_err() {
+        tracing::error!("a fan-out task panicked");
     }
 }

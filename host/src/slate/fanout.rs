@@ -1,0 +1,327 @@
+//! The fan-out: one slate's plugin calls spread over the request's own thread and
+//! pooled helper threads, all within the slate's deadline.
+//!
+//! On a small machine a thread hand-off costs about as much as a plugin call (waking a
+//! parked thread is a system call for the waker and tens of microseconds for the woken),
+//! so the fan-out pays as few as it can:
+//! - the request's thread runs calls itself, so a one-plugin slate needs no hand-off;
+//! - it wakes one helper, not all of them: each worker that takes a call while more are
+//!   waiting brings in the next helper, so the wake-ups are spread over the workers
+//!   instead of delaying the first call;
+//! - helpers hand results back through slots and a counter; the request's thread is woken
+//!   only by the last result, and only if it is not already watching for it.
+//!
+//! Each worker also derives its call's features and screens its bids, so that work is
+//! spread over the cores too.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::Thread;
+use std::time::{Duration, Instant};
+
+use super::deployment::{DeployedPlugin, Variant};
+use super::pool::FanoutPool;
+use super::profile;
+use crate::model::{Bid, Channel, RejectedBid, screen_bids};
+use crate::sandbox::{CallReport, Limits, Outcome, Sandbox, SlowCall};
+
+/// How long the request's thread watches for the last results before it parks. About
+/// one plugin call: the calls still running elsewhere are most likely that close to done,
+/// and parking would add a wake-up to the slate.
+const WATCH: Duration = Duration::from_micros(30);
+
+/// A call still running after this long is probably stuck until its deadline: it then
+/// brings in another thread for the calls waiting behind it, whatever the other limits
+/// on helpers say (plugin calls take microseconds; this is a thousand of them).
+const STUCK: Duration = Duration::from_millis(2);
+
+/// One plugin call of a slate.
+#[derive(Clone)]
+pub(super) struct Call {
+    pub(super) plugin: Arc<DeployedPlugin>,
+    pub(super) variant: Arc<Variant>,
+    pub(super) shadow: bool,
+}
+
+/// One finished call: its report (the answer moved into `bids` and `rejected`) and its
+/// bids screened against the contract.
+pub(super) struct Done {
+    pub(super) report: CallReport<Vec<Bid>>,
+    /// From the start of the fan-out to the end of the call.
+    pub(super) latency: Duration,
+    /// Bids the plugin returned.
+    pub(super) returned: u32,
+    pub(super) bids: Vec<Bid>,
+    pub(super) rejected: Vec<RejectedBid>,
+}
+
+impl Done {
+    /// A call that did not finish before the slate deadline.
+    fn late(latency: Duration) -> Done {
+        Done {
+            report: CallReport {
+                outcome: Outcome::Late,
+                value: None,
+                cost: Default::default(),
+                logs: Vec::new(),
+            },
+            latency,
+            returned: 0,
+            bids: Vec::new(),
+            rejected: Vec::new(),
+        }
+    }
+}
+
+/// What a slate's calls run on: the sandbox and the helper threads.
+pub(super) struct Fanout {
+    sandbox: Arc<Sandbox>,
+    pool: FanoutPool,
+    /// Most threads (the request's own included) working on one slate.
+    max_workers: usize,
+    /// Threads working on slates right now: requests' own threads (for the whole slate,
+    /// see [`Fanout::busy`]) and helpers.
+    active: Arc<AtomicUsize>,
+    /// The cores this process may use: past that many active threads, a helper would
+    /// only take turns with a thread that is already working.
+    cores: usize,
+}
+
+/// What the plugins of one slate see of the request.
+pub(super) struct Context {
+    pub(super) derived: Arc<profile::Derived>,
+    pub(super) placement: String,
+    pub(super) channel: Channel,
+}
+
+/// The calls of one slate and what their workers share.
+struct Batch {
+    calls: Vec<Call>,
+    context: Context,
+    /// The next call to take.
+    next: AtomicUsize,
+    /// Threads working on the batch, the request's own included.
+    workers: AtomicUsize,
+    started: Instant,
+    budget: Duration,
+    results: Vec<Mutex<Option<Done>>>,
+    finished: AtomicUsize,
+    /// The request's thread, and whether it may be parked waiting for the last result.
+    waiter: Thread,
+    parked: AtomicBool,
+}
+
+impl Fanout {
+    pub(super) fn new(
+        sandbox: Arc<Sandbox>,
+        threads: usize,
+        max_workers: usize,
+        cores: usize,
+    ) -> Fanout {
+        let active = Arc::new(AtomicUsize::new(0));
+        Fanout {
+            sandbox,
+            pool: FanoutPool::new(threads, active.clone(), cores.max(1)),
+            max_workers: max_workers.max(1),
+            active,
+            cores: cores.max(1),
+        }
+    }
+
+    /// Runs every call, on this thread and on helpers, and returns each call with what it
+    /// did, in input order; a call that did not finish within `budget` is reported `late`.
+    /// Blocks the calling thread for at most `budget` (plus one call's deadline rounding).
+    pub(super) fn run(
+        self: &Arc<Self>,
+        calls: Vec<Call>,
+        context: Context,
+        budget: Duration,
+    ) -> Vec<(Call, Done)> {
+        let started = Instant::now();
+        let total = calls.len();
+        let batch = Arc::new(Batch {
+            results: std::iter::repeat_with(|| Mutex::new(None))
+                .take(total)
+                .collect(),
+            calls,
+            context,
+            next: AtomicUsize::new(0),
+            workers: AtomicUsize::new(1),
+            started,
+            budget,
+            finished: AtomicUsize::new(0),
+            waiter: std::thread::current(),
+            parked: AtomicBool::new(false),
+        });
+        self.take_calls(&batch);
+        self.wait(&batch, started + budget);
+
+        let mut finished: Vec<Option<Done>> = batch
+            .results
+            .iter()
+            .map(|slot| slot.lock().unwrap_or_else(|e| e.into_inner()).take())
+            .collect();
+        batch
+            .calls
+            .iter()
+            .zip(finished.iter_mut())
+            .map(|(call, done)| {
+                let done = done.take().unwrap_or_else(|| Done::late(started.elapsed()));
+                (call.clone(), done)
+            })
+            .collect()
+    }
+
+    /// Counts the calling thread as working on a slate until the guard is dropped: hold it
+    /// for the whole request, so that helpers and watching threads leave its core alone.
+    pub(super) fn busy(&self) -> Busy<'_> {
+        self.active.fetch_add(1, Ordering::Relaxed);
+        Busy(&self.active)
+    }
+
+    /// A helper's turn on `batch`.
+    fn work(self: &Arc<Self>, batch: &Arc<Batch>) {
+        let _busy = self.busy();
+        self.take_calls(batch);
+    }
+
+    /// Takes calls off `batch` until none is left or the slate's budget is spent. Each
+    /// call runs with its deadline cut to what is left of the budget; one stopped by that
+    /// cut, not by its own deadline, is reported `late`.
+    fn take_calls(self: &Arc<Self>, batch: &Arc<Batch>) {
+        let total = batch.calls.len();
+        loop {
+            let i = batch.next.fetch_add(1, Ordering::Relaxed);
+            let left = batch.budget.saturating_sub(batch.started.elapsed());
+            if i >= total || left.is_zero() {
+                return;
+            }
+            if i + 1 < total {
+                self.add_worker(batch);
+            }
+            let done = self.call(batch, i, left);
+            *batch.results[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(done);
+            // SeqCst here and in `wait`: each side writes one flag and then reads the
+            // other's, which only a total order makes safe (no lost wake-up).
+            if batch.finished.fetch_add(1, Ordering::SeqCst) + 1 == total
+                && batch.parked.load(Ordering::SeqCst)
+            {
+                batch.waiter.unpark();
+            }
+        }
+    }
+
+    /// Brings one more helper onto `batch` whatever the limits, if it has calls nobody
+    /// has taken.
+    fn rescue(self: &Arc<Self>, batch: &Arc<Batch>) {
+        if batch.next.load(Ordering::Relaxed) < batch.calls.len() {
+            batch.workers.fetch_add(1, Ordering::Relaxed);
+            let (fanout, batch) = (self.clone(), batch.clone());
+            self.pool.spawn(move || fanout.work(&batch));
+        }
+    }
+
+    /// Brings one more helper onto `batch`, unless it has all it may have or every core
+    /// is already running calls.
+    fn add_worker(self: &Arc<Self>, batch: &Arc<Batch>) {
+        if self.active.load(Ordering::Relaxed) >= self.cores {
+            return;
+        }
+        let mut n = batch.workers.load(Ordering::Relaxed);
+        while n < self.max_workers {
+            match batch.workers.compare_exchange_weak(
+                n,
+                n + 1,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => {
+                    let (fanout, batch) = (self.clone(), batch.clone());
+                    self.pool.spawn(move || fanout.work(&batch));
+                    return;
+                }
+                Err(now) => n = now,
+            }
+        }
+    }
+
+    /// Waits until every call has finished or `deadline` has passed: watching for a
+    /// moment, then parked until the last result or the deadline wakes it.
+    fn wait(&self, batch: &Batch, deadline: Instant) {
+        let total = batch.calls.len();
+        let watch_until = Instant::now() + WATCH;
+        while batch.finished.load(Ordering::Acquire) < total {
+            let now = Instant::now();
+            if now >= deadline {
+                return;
+            }
+            if now < watch_until {
+                std::hint::spin_loop();
+                continue;
+            }
+            batch.parked.store(true, Ordering::SeqCst);
+            // The last result may have landed before `parked` was set, unseen by its
+            // worker: look again before sleeping.
+            if batch.finished.load(Ordering::SeqCst) < total {
+                std::thread::park_timeout(deadline - now);
+            }
+        }
+    }
+
+    /// Call `i` of `batch`: features, the plugin, the bids screened.
+    fn call(self: &Arc<Self>, batch: &Arc<Batch>, i: usize, left: Duration) -> Done {
+        let (call, context, started) = (&batch.calls[i], &batch.context, batch.started);
+        let plugin = &call.plugin;
+        let features = profile::features_for(
+            &context.derived,
+            &plugin.partner,
+            &plugin.allow,
+            &plugin.segments,
+            &context.placement,
+            context.channel,
+        );
+        let left_ms = (left.as_millis() as u64).max(1);
+        let cut = left_ms < plugin.limits.deadline_ms;
+        let limits = Limits {
+            deadline_ms: plugin.limits.deadline_ms.min(left_ms),
+            ..plugin.limits
+        };
+        let stuck = {
+            let (fanout, batch) = (self.clone(), batch.clone());
+            SlowCall {
+                after: STUCK,
+                then: Box::new(move || fanout.rescue(&batch)),
+            }
+        };
+        let mut report = self.sandbox.bid_watched(
+            &call.variant.plugin,
+            &features,
+            &plugin.config,
+            &limits,
+            Some(stuck),
+        );
+        let latency = started.elapsed();
+        if cut && report.outcome == Outcome::Deadline {
+            report.outcome = Outcome::Late;
+        }
+        let answer = report.value.take();
+        let returned = answer.as_ref().map_or(0, Vec::len) as u32;
+        let (bids, rejected) = screen_bids(answer.unwrap_or_default());
+        Done {
+            report,
+            latency,
+            returned,
+            bids,
+            rejected,
+        }
+    }
+}
+
+/// A thread counted as working on a slate; see [`Fanout::busy`].
+pub(super) struct Busy<'a>(&'a AtomicUsize);
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
