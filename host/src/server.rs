@@ -162,6 +162,9 @@ pub async fn serve(
     if let Err(e) = state.flush_aggregates().await {
         tracing::error!(error = %e, "could not write the last aggregates");
     }
+    if let Err(e) = state.flush_slates() {
+        tracing::error!(error = %e, "could not write the last slate records");
+    }
     state
         .store()
         .flush()

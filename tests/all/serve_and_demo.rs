@@ -105,9 +105,15 @@ fn serve_keeps_counters_across_a_restart() {
     assert_eq!(slate["offers"][0]["partner"], "skyways");
     let (status, _) = server.post("/v1/events", &impression(&slate, &slate["offers"][0], "r1"));
     assert_eq!(status, 200);
+    // A slate served just before the shutdown is on disk after it: its events count.
+    let other = json!({"placement": "app-home", "subject": "restart-other", "profile": traveller_profile()});
+    let (_, last) = server.post("/v1/slates", &other);
     assert!(server.stop().success(), "graceful shutdown");
 
     let server = ServerProcess::start(&args);
+    let (status, ack) = server.post("/v1/events", &impression(&last, &last["offers"][0], "r2"));
+    assert_eq!(status, 200, "{ack}");
+    assert_eq!(ack["recorded"], "new");
     let (_, slate) = server.post("/v1/slates", &req);
     assert_eq!(
         slate["offers"][0]["partner"], "voltmart",

@@ -19,6 +19,7 @@ mod fanout;
 mod pool;
 pub mod profile;
 mod rank;
+mod records;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -201,6 +202,8 @@ pub struct SlateService {
     retention: Retention,
     holidays: Vec<time::Date>,
     fanout: Arc<fanout::Fanout>,
+    /// Slate records not yet written (embedded store only; see [`records`]).
+    pending_slates: Option<records::PendingSlates>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) aggregates: Aggregator,
     pub(crate) noise_secret: std::sync::OnceLock<Vec<u8>>,
@@ -235,6 +238,10 @@ impl SlateService {
                 cores(),
             )),
             registry,
+            pending_slates: (!store.is_remote())
+                .then(|| records::PendingSlates::start(store.clone()))
+                .transpose()
+                .expect("the slate writer thread starts"),
             store,
             clock,
             holidays,
@@ -601,9 +608,11 @@ impl SlateService {
         };
         let saved = if record.offers.is_empty() {
             Ok(())
+        } else if let Some(pending) = &self.pending_slates {
+            pending.add(record);
+            Ok(())
         } else {
-            let r = record.clone();
-            self.io(move |s| s.save_slate(&r)).await
+            self.io(move |s| s.save_slate(&record)).await
         };
         if let Err(e) = saved {
             tracing::error!(error = %e, "could not save slate; events for it will be refused");
@@ -710,7 +719,16 @@ impl SlateService {
             return Err(FieldError::new("event_id", "must be 1..=128 bytes").into());
         }
         let now = self.clock.unix();
-        let record = self.store.slate(&ev.slate_id, now)?.ok_or_else(|| {
+        let pending = self
+            .pending_slates
+            .as_ref()
+            .and_then(|p| p.get(&ev.slate_id))
+            .filter(|r| r.expires_at > now);
+        let record = match pending {
+            Some(record) => Some(record),
+            None => self.store.slate(&ev.slate_id, now)?,
+        };
+        let record = record.ok_or_else(|| {
             SlateError::NotFound(FieldError::new(
                 "slate_id",
                 format!(
@@ -970,6 +988,14 @@ impl SlateService {
             self.aggregates.restore(adds);
         }
         result
+    }
+
+    /// Writes the slate records still held in memory (embedded store) now, rather than
+    /// within [`records::WRITE_EVERY`].
+    pub fn flush_slates(&self) -> Result<(), crate::store::StoreError> {
+        self.pending_slates
+            .as_ref()
+            .map_or(Ok(()), records::PendingSlates::flush)
     }
 }
 

@@ -159,6 +159,10 @@ pub trait Store: Send + Sync + 'static {
     fn put_profiles(&self, profiles: &[(SubjectKey, Profile)]) -> Result<(), StoreError>;
     /// Stores a served slate.
     fn save_slate(&self, slate: &SlateRecord) -> Result<(), StoreError>;
+    /// Stores several served slates.
+    fn save_slates(&self, slates: &[&SlateRecord]) -> Result<(), StoreError> {
+        slates.iter().try_for_each(|s| self.save_slate(s))
+    }
     /// A served slate by id (expired ones are `None`).
     fn slate(&self, slate_id: &str, now: u64) -> Result<Option<SlateRecord>, StoreError>;
     /// The cap histories of `subject` for `keys`, in the same order (empty if none).

@@ -95,6 +95,14 @@ impl Store for SledStore {
         Ok(())
     }
 
+    fn save_slates(&self, slates: &[&SlateRecord]) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        for slate in slates {
+            batch.insert(slate.slate_id.as_bytes(), encode(slate));
+        }
+        self.slates.apply_batch(batch).map_err(backend)
+    }
+
     fn slate(&self, slate_id: &str, now: u64) -> Result<Option<SlateRecord>, StoreError> {
         let Some(bytes) = self.slates.get(slate_id).map_err(backend)? else {
             return Ok(None);

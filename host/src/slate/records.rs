@@ -1,0 +1,152 @@
+//! Slate records written behind the response, for the embedded store.
+//!
+//! Saving one record in sled costs about as much as a plugin call, on the request's
+//! path. With the embedded store the record is instead kept in memory and written by a
+//! background thread within [`WRITE_EVERY`], many at a time; until then events find it
+//! in memory. A crash can lose the records of the last few milliseconds, well inside what
+//! sled itself keeps in memory before it flushes. A networked store is written before the
+//! response instead, so every replica finds the record as soon as the app has the slate.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crate::store::{SlateRecord, Store, StoreError};
+
+/// How long a record may wait in memory before it is written.
+pub const WRITE_EVERY: Duration = Duration::from_millis(5);
+
+/// Records not yet in the store.
+pub(super) struct PendingSlates {
+    shared: Arc<Shared>,
+    writer: Option<JoinHandle<()>>,
+}
+
+struct Shared {
+    store: Arc<dyn Store>,
+    pending: Mutex<Pending>,
+    /// One writer at a time, so `writing` is never replaced before it is written.
+    write: Mutex<()>,
+    stop: AtomicBool,
+    failing: AtomicBool,
+}
+
+#[derive(Default)]
+struct Pending {
+    new: HashMap<String, SlateRecord>,
+    /// Being written now: still found by [`PendingSlates::get`].
+    writing: Arc<HashMap<String, SlateRecord>>,
+}
+
+impl PendingSlates {
+    /// Starts the writer thread for `store`.
+    pub(super) fn start(store: Arc<dyn Store>) -> std::io::Result<PendingSlates> {
+        let shared = Arc::new(Shared {
+            store,
+            pending: Mutex::default(),
+            write: Mutex::new(()),
+            stop: AtomicBool::new(false),
+            failing: AtomicBool::new(false),
+        });
+        let writer = {
+            let shared = shared.clone();
+            std::thread::Builder::new()
+                .name("offerhost-slate-writer".into())
+                .spawn(move || {
+                    while !shared.stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(WRITE_EVERY);
+                        let _ = shared.write();
+                    }
+                })?
+        };
+        Ok(PendingSlates {
+            shared,
+            writer: Some(writer),
+        })
+    }
+
+    /// Keeps `record` until the writer saves it.
+    pub(super) fn add(&self, record: SlateRecord) {
+        self.shared
+            .pending()
+            .new
+            .insert(record.slate_id.clone(), record);
+    }
+
+    /// A record not yet written, if `slate_id` is one.
+    pub(super) fn get(&self, slate_id: &str) -> Option<SlateRecord> {
+        let pending = self.shared.pending();
+        pending
+            .new
+            .get(slate_id)
+            .or_else(|| pending.writing.get(slate_id))
+            .cloned()
+    }
+
+    /// Writes every pending record now.
+    pub(super) fn flush(&self) -> Result<(), StoreError> {
+        self.shared.write()
+    }
+}
+
+impl Drop for PendingSlates {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::Relaxed);
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
+        if let Err(e) = self.shared.write() {
+            tracing::error!(error = %e, "slate records lost: the store refused them at shutdown");
+        }
+    }
+}
+
+impl Shared {
+    fn pending(&self) -> MutexGuard<'_, Pending> {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Saves what is pending. On failure the records stay pending for the next try.
+    fn write(&self) -> Result<(), StoreError> {
+        let _one_writer = self.write.lock().unwrap_or_else(|e| e.into_inner());
+        let batch = {
+            let mut pending = self.pending();
+            if pending.new.is_empty() {
+                return Ok(());
+            }
+            let batch = Arc::new(std::mem::take(&mut pending.new));
+            pending.writing = batch.clone();
+            batch
+        };
+        let records: Vec<&SlateRecord> = batch.values().collect();
+        let result = self.store.save_slates(&records);
+        let mut pending = self.pending();
+        pending.writing = Arc::default();
+        match &result {
+            Ok(()) => {
+                if self.failing.swap(false, Ordering::Relaxed) {
+                    tracing::info!("slate records are being written again");
+                }
+            }
+            Err(e) => {
+                // Put them back, behind nothing newer: ids are unique.
+                for record in records {
+                    pending
+                        .new
+                        .entry(record.slate_id.clone())
+                        .or_insert_with(|| record.clone());
+                }
+                if !self.failing.swap(true, Ordering::Relaxed) {
+                    tracing::error!(
+                        error = %e,
+                        pending = pending.new.len(),
+                        "cannot write slate records; keeping them in memory and retrying"
+                    );
+                }
+            }
+        }
+        result
+    }
+}
