@@ -273,7 +273,12 @@ pub struct CallMetrics {
     outcomes: Family<OutcomeLabels, Counter>,
     labels: ArmLabels,
     by_outcome: [std::sync::OnceLock<Counter>; OUTCOME_KINDS.len()],
+    bids_dropped: Family<ReasonLabels, Counter>,
+    by_reason: [std::sync::OnceLock<Counter>; DROP_REASONS],
 }
+
+/// How many [`DropReason`](crate::model::DropReason)s there are.
+const DROP_REASONS: usize = crate::model::DropReason::Outranked as usize + 1;
 
 impl CallMetrics {
     /// Counts one call that ended in `kind`.
@@ -296,6 +301,21 @@ impl CallMetrics {
             })
             .inc();
     }
+
+    /// Counts `n` bids of this plugin's partner dropped for `reason`.
+    pub fn dropped(&self, reason: crate::model::DropReason, n: u64) {
+        // Created on first use, like the outcome counters.
+        self.by_reason[reason as usize]
+            .get_or_init(|| {
+                self.bids_dropped
+                    .get_or_create(&ReasonLabels {
+                        partner: self.labels.partner.clone(),
+                        reason: reason.code(),
+                    })
+                    .clone()
+            })
+            .inc_by(n);
+    }
 }
 
 impl Metrics {
@@ -315,6 +335,8 @@ impl Metrics {
             outcomes: self.calls.clone(),
             labels,
             by_outcome: Default::default(),
+            bids_dropped: self.bids_dropped.clone(),
+            by_reason: Default::default(),
         }
     }
 }

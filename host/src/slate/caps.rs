@@ -149,6 +149,17 @@ impl OfferKeys {
         }
     }
 
+    /// The keys of the scopes `caps` cover, each once.
+    pub fn capped_keys(&self, caps: &[FrequencyCap]) -> Vec<String> {
+        let mut keys: Vec<String> = Vec::new();
+        for (i, cap) in caps.iter().enumerate() {
+            if caps[..i].iter().all(|c| c.scope != cap.scope) {
+                keys.push(self.key(cap.scope));
+            }
+        }
+        keys
+    }
+
     /// Every key, one per scope.
     pub fn all_keys(&self) -> Vec<String> {
         [
@@ -262,7 +273,7 @@ impl<'a> CapCheck<'a> {
 
     /// Counts `offer` as shown in this slate.
     pub fn take(&mut self, offer: &OfferKeys) {
-        for key in offer.all_keys() {
+        for key in offer.capped_keys(self.caps) {
             *self.pending.entry(key).or_default() += 1;
         }
     }

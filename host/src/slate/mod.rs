@@ -30,9 +30,7 @@ use utoipa::ToSchema;
 
 use crate::clock::Clock;
 use crate::config::{Config, PlacementConfig};
-use crate::metrics::{
-    EventLabels, Metrics, PlacementLabels, PlacementOnly, ReasonLabels, SlateLabels,
-};
+use crate::metrics::{EventLabels, Metrics, PlacementLabels, PlacementOnly, SlateLabels};
 use crate::model::{Bid, DropReason, FieldError, Offer};
 use crate::registry::Registry;
 use crate::report::{Aggregator, Cell, field};
@@ -499,13 +497,17 @@ impl SlateService {
             });
         }
 
-        // Cap histories of everything that might be shown, read once.
+        // Cap histories of everything that might be shown, read once: only the scopes
+        // some cap covers.
         let mut keys: Vec<String> = Vec::new();
-        for run in &runs {
-            for bid in &run.bids {
-                for k in keys_of(&run.plugin.partner, bid).all_keys() {
-                    if !keys.contains(&k) {
-                        keys.push(k);
+        if !self.config.caps.is_empty() {
+            let mut seen = std::collections::HashSet::new();
+            for run in &runs {
+                for bid in &run.bids {
+                    for k in keys_of(&run.plugin.partner, bid).capped_keys(&self.config.caps) {
+                        if seen.insert(k.clone()) {
+                            keys.push(k);
+                        }
                     }
                 }
             }
@@ -850,23 +852,16 @@ impl SlateService {
                 }
             }
             for (reason, n) in by_reason {
-                let partner = run.plugin.partner.clone();
                 if reason == DropReason::Capped {
                     self.metrics
                         .caps_hit
                         .get_or_create(&PlacementLabels {
-                            partner: partner.clone(),
+                            partner: run.plugin.partner.clone(),
                             placement: placement.to_string(),
                         })
                         .inc_by(n);
                 }
-                self.metrics
-                    .bids_dropped
-                    .get_or_create(&ReasonLabels {
-                        partner,
-                        reason: reason.code(),
-                    })
-                    .inc_by(n);
+                run.variant.metrics.dropped(reason, n);
             }
         }
         let mut slate_value = vec![0u64; runs.len()];
