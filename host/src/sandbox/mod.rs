@@ -186,12 +186,12 @@ impl Sandbox {
         format!("{:016x}", h.finish())
     }
 
-    /// Loads an artifact made by [`Sandbox::precompile`] on a compatible engine.
+    /// Loads an artifact made by [`Sandbox::precompiled`] on a compatible engine.
     ///
     /// The bytes must come from this host's own store (keyed by digest and
     /// [`Sandbox::compatibility_key`]): deserializing native code is trusted input.
     pub fn load_precompiled(&self, artifact: &[u8]) -> Result<Plugin, LoadError> {
-        // SAFETY: artifacts are produced by `precompile` on an engine with the same
+        // SAFETY: artifacts are produced by `precompiled` on an engine with the same
         // compatibility key and read back from the host's own store, never from a plugin
         // author; wasmtime additionally checks the header for compatibility.
         let component = unsafe { Component::deserialize(&self.engine, artifact) }

@@ -5,9 +5,14 @@
 //! parked thread is a system call for the waker and tens of microseconds for the woken),
 //! so the fan-out pays as few as it can:
 //! - the request's thread runs calls itself, so a one-plugin slate needs no hand-off;
-//! - it wakes one helper, not all of them: each worker that takes a call while more are
-//!   waiting brings in the next helper, so the wake-ups are spread over the workers
-//!   instead of delaying the first call;
+//! - it brings in one helper, not all of them: each worker that takes a call while more
+//!   are waiting brings in the next, so the wake-ups are spread over the workers instead
+//!   of delaying the first call;
+//! - helpers come only while some core is idle (requests in progress and helpers counted
+//!   together), up to one worker per core: more threads than cores would only take turns,
+//!   each turn a context switch;
+//! - a call still running after [`STUCK`] (a plugin hanging until its deadline) brings in
+//!   another thread whatever those limits say, so the calls behind it are not made late;
 //! - helpers hand results back through slots and a counter; the request's thread is woken
 //!   only by the last result, and only if it is not already watching for it.
 //!

@@ -227,8 +227,9 @@ impl SlateService {
             noise_secret: std::sync::OnceLock::new(),
             retention: Retention::for_caps(&config.caps),
             config,
-            // Enough threads that plugins hanging until the slate deadline in several
-            // slates at once still leave threads for everyone else.
+            // Enough pool threads that plugins hanging until the slate deadline in
+            // several slates at once still leave threads for everyone else; at most one
+            // worker per core on a slate.
             fanout: Arc::new(fanout::Fanout::new(
                 registry.sandbox().clone(),
                 (cores() * 8).max(16),
@@ -986,7 +987,7 @@ impl SlateService {
     }
 
     /// Writes the slate records still held in memory (embedded store) now, rather than
-    /// within [`records::WRITE_EVERY`].
+    /// within 5 ms.
     pub fn flush_slates(&self) -> Result<(), crate::store::StoreError> {
         self.pending_slates
             .as_ref()
