@@ -199,10 +199,11 @@ async fn counting_on_serve_needs_no_events() {
     assert_eq!(ack["counted_for_caps"], false);
 }
 
-/// A store whose cap reads can be switched off.
+/// A store whose cap reads, or slate writes, can be switched off.
 struct FlakyStore {
     inner: SledStore,
     caps_down: AtomicBool,
+    slates_down: AtomicBool,
 }
 
 impl Store for FlakyStore {
@@ -213,6 +214,9 @@ impl Store for FlakyStore {
         self.inner.put_profiles(p)
     }
     fn save_slate(&self, s: &SlateRecord) -> Result<(), StoreError> {
+        if self.slates_down.load(Ordering::SeqCst) {
+            return Err(StoreError::Backend("disk full".into()));
+        }
         self.inner.save_slate(s)
     }
     fn slate(&self, id: &str, now: u64) -> Result<Option<SlateRecord>, StoreError> {
@@ -297,6 +301,7 @@ async fn unreadable_counters_fail_closed_and_say_so() {
     let store = Arc::new(FlakyStore {
         inner: SledStore::open(dir.path()).unwrap(),
         caps_down: AtomicBool::new(false),
+        slates_down: AtomicBool::new(false),
     });
     let host = host_with_store(
         &with_caps("[[cap]]\nscope = \"offer\"\nmax = 5\nwindow = \"1d\"\n"),
@@ -332,4 +337,38 @@ async fn unreadable_counters_fail_closed_and_say_so() {
             .len(),
         2
     );
+}
+
+#[tokio::test]
+async fn slate_records_wait_in_memory_while_the_store_refuses_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(FlakyStore {
+        inner: SledStore::open(dir.path()).unwrap(),
+        caps_down: AtomicBool::new(false),
+        slates_down: AtomicBool::new(true),
+    });
+    let host = host_with_store(&example_config(), store.clone(), dir.path());
+    let slate = traveller_slate(&host).await;
+    let id = slate["slate_id"].as_str().unwrap().to_string();
+    assert!(slate.get("warnings").is_none(), "{slate}");
+    // Well past the first write attempts: still unwritten, still known to events.
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert_eq!(store.inner.slate(&id, 0).unwrap(), None);
+    let (status, ack) = host.impression(&slate, &slate["offers"][0], "e1").await;
+    assert_eq!(status, 200, "{ack}");
+    assert_eq!(ack["recorded"], "new");
+
+    // Once the store takes writes again the record reaches it, and events still find it.
+    store.slates_down.store(false, Ordering::SeqCst);
+    let written = (0..100).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        store.inner.slate(&id, 0).unwrap().is_some()
+    });
+    assert!(
+        written,
+        "the record was never written after the store recovered"
+    );
+    let (status, ack) = host.impression(&slate, &slate["offers"][0], "e1").await;
+    assert_eq!(status, 200, "{ack}");
+    assert_eq!(ack["recorded"], "duplicate");
 }

@@ -62,7 +62,7 @@ pub(super) struct Done {
 
 impl Done {
     /// A call that did not finish before the slate deadline.
-    fn late(latency: Duration) -> Done {
+    pub(super) fn late(latency: Duration) -> Done {
         Done {
             report: CallReport {
                 outcome: Outcome::Late,
@@ -84,8 +84,8 @@ pub(super) struct Fanout {
     pool: FanoutPool,
     /// Most threads (the request's own included) working on one slate.
     max_workers: usize,
-    /// Threads working on slates right now: requests' own threads (for the whole slate,
-    /// see [`Fanout::busy`]) and helpers.
+    /// Threads working on slates right now: requests' own threads (for the whole slate
+    /// except while waiting on a networked store, see [`Fanout::busy`]) and helpers.
     active: Arc<AtomicUsize>,
     /// The cores this process may use: past that many active threads, a helper would
     /// only take turns with a thread that is already working.
@@ -178,10 +178,14 @@ impl Fanout {
     }
 
     /// Counts the calling thread as working on a slate until the guard is dropped: hold it
-    /// for the whole request, so that helpers and watching threads leave its core alone.
+    /// for the whole request (but see [`Busy::idle`]), so that helpers and watching threads
+    /// leave its core alone.
     pub(super) fn busy(&self) -> Busy<'_> {
         self.active.fetch_add(1, Ordering::Relaxed);
-        Busy(&self.active)
+        Busy {
+            count: &self.active,
+            held: true,
+        }
     }
 
     /// A helper's turn on `batch`.
@@ -323,10 +327,29 @@ impl Fanout {
 }
 
 /// A thread counted as working on a slate; see [`Fanout::busy`].
-pub(super) struct Busy<'a>(&'a AtomicUsize);
+pub(super) struct Busy<'a> {
+    count: &'a AtomicUsize,
+    held: bool,
+}
+
+impl Busy<'_> {
+    /// Not counted while the request waits (on a networked store): its core is free.
+    pub(super) fn idle(&mut self) {
+        if std::mem::replace(&mut self.held, false) {
+            self.count.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Counted again.
+    pub(super) fn working(&mut self) {
+        if !std::mem::replace(&mut self.held, true) {
+            self.count.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
 
 impl Drop for Busy<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.idle();
     }
 }

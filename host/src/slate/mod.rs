@@ -238,7 +238,7 @@ impl SlateService {
             )),
             registry,
             pending_slates: (!store.is_remote())
-                .then(|| records::PendingSlates::start(store.clone()))
+                .then(|| records::PendingSlates::start(store.clone(), clock.clone()))
                 .transpose()
                 .expect("the slate writer thread starts"),
             store,
@@ -324,7 +324,6 @@ impl SlateService {
     /// Builds a slate.
     pub async fn slate(&self, req: SlateRequest) -> Result<Slate, SlateError> {
         let started = Instant::now();
-        let _busy = self.fanout.busy();
         let slate = self.build_slate(req).await?;
         let result = if slate.suppressed.is_some() {
             "suppressed"
@@ -362,7 +361,24 @@ impl SlateService {
         format!("{:04}-{:02}-{:02}", d.year(), d.month() as u8, d.day())
     }
 
+    /// [`SlateService::io`] for a request: while a networked store answers, the request
+    /// is not counted as working (see [`fanout::Busy`]).
+    async fn io_for<T: Send + 'static>(
+        &self,
+        busy: &mut fanout::Busy<'_>,
+        f: impl FnOnce(&dyn Store) -> Result<T, crate::store::StoreError> + Send + 'static,
+    ) -> Result<T, crate::store::StoreError> {
+        if !self.store.is_remote() {
+            return self.io(f).await;
+        }
+        busy.idle();
+        let result = self.io(f).await;
+        busy.working();
+        result
+    }
+
     async fn build_slate(&self, req: SlateRequest) -> Result<Slate, SlateError> {
+        let mut busy = self.fanout.busy();
         self.validate(&req)?;
         let placement = self.placement(&req.placement)?.clone();
         let subject = self.subject_key(&req.subject);
@@ -381,7 +397,7 @@ impl SlateService {
             Some(p) => Ok(Some(p)),
             None => {
                 let who = subject.clone();
-                self.io(move |s| s.profile(&who)).await
+                self.io_for(&mut busy, move |s| s.profile(&who)).await
             }
         };
         let profile = match stored {
@@ -522,7 +538,7 @@ impl SlateService {
         } else {
             let lookup = (subject.clone(), keys.clone());
             match self
-                .io(move |s| s.cap_histories(&lookup.0, &lookup.1))
+                .io_for(&mut busy, move |s| s.cap_histories(&lookup.0, &lookup.1))
                 .await
             {
                 Ok(histories) => Some(CapCheck::new(
@@ -612,10 +628,16 @@ impl SlateService {
         let saved = if record.offers.is_empty() {
             Ok(())
         } else if let Some(pending) = &self.pending_slates {
-            pending.add(record);
-            Ok(())
+            if pending.add(record) {
+                Ok(())
+            } else {
+                Err(crate::store::StoreError::Backend(format!(
+                    "{} slate records are waiting for the store; refusing more",
+                    records::MAX_PENDING
+                )))
+            }
         } else {
-            self.io(move |s| s.save_slate(&record)).await
+            self.io_for(&mut busy, move |s| s.save_slate(&record)).await
         };
         if let Err(e) = saved {
             tracing::error!(error = %e, "could not save slate; events for it will be refused");
@@ -710,9 +732,15 @@ impl SlateService {
             tokio::task::block_in_place(|| self.fanout.run(calls, context, budget))
         } else {
             let fanout = self.fanout.clone();
+            let started = Instant::now();
+            let all = calls.clone();
             tokio::task::spawn_blocking(move || fanout.run(calls, context, budget))
                 .await
-                .unwrap_or_default()
+                .unwrap_or_else(|e| {
+                    tracing::error!(error = %e, "the fan-out failed; its calls count as late");
+                    let late = |call| (call, Done::late(started.elapsed()));
+                    all.into_iter().map(late).collect()
+                })
         }
     }
 

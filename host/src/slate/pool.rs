@@ -19,27 +19,30 @@ type Task = Box<dyn FnOnce() + Send>;
 /// How long a thread keeps watching for work after its last task.
 pub(crate) const WATCH: Duration = Duration::from_micros(200);
 
-/// A fixed set of threads running submitted tasks in order of arrival.
+/// A fixed set of threads running submitted tasks.
 pub(crate) struct FanoutPool {
     /// Tasks for watching threads: nobody blocks on it, so sending never wakes anyone.
     hot: Sender<Task>,
-    /// Tasks for parked threads; `None` only wakes one to look at `hot`.
-    cold: Sender<Option<Task>>,
+    /// Tasks for parked threads, or a nudge to look at `hot`.
+    cold: Sender<Job>,
+    threads: usize,
     /// Threads watching `hot`.
     watching: Arc<AtomicUsize>,
 }
 
 impl FanoutPool {
-    /// Starts `threads` worker threads. `busy` counts the threads running calls (the
-    /// pool's and others); threads watch for work only on cores nothing else is using.
+    /// Starts `threads` worker threads. `busy` counts the threads working on slates (the
+    /// pool's and requests' own); threads watch for work only on cores nothing else is
+    /// using.
     pub(crate) fn new(threads: usize, busy: Arc<AtomicUsize>, cores: usize) -> FanoutPool {
         let (hot, hot_rx) = unbounded::<Task>();
-        let (cold, cold_rx) = unbounded::<Option<Task>>();
+        let (cold, cold_rx) = unbounded::<Job>();
         let watching = Arc::new(AtomicUsize::new(0));
         for n in 0..threads.max(1) {
             let worker = Worker {
                 hot: hot_rx.clone(),
                 cold: cold_rx.clone(),
+                nudge: cold.clone(),
                 watching: watching.clone(),
                 busy: busy.clone(),
                 cores,
@@ -52,6 +55,7 @@ impl FanoutPool {
         FanoutPool {
             hot,
             cold,
+            threads: threads.max(1),
             watching,
         }
     }
@@ -59,11 +63,11 @@ impl FanoutPool {
     /// Runs `task` on the next free thread: a watching one if there is one, else a parked
     /// one, woken.
     pub(crate) fn spawn(&self, task: impl FnOnce() + Send + 'static) {
-        // The receivers live as long as the threads, which never stop while the senders
-        // exist, so sending cannot fail.
+        // The receivers live as long as the threads, which stop only when the pool is
+        // dropped, so sending cannot fail.
         let task: Task = Box::new(task);
         if self.watching.load(Ordering::SeqCst) == 0 {
-            let _ = self.cold.send(Some(task));
+            let _ = self.cold.send(Job::Task(task));
             return;
         }
         let _ = self.hot.send(task);
@@ -71,14 +75,33 @@ impl FanoutPool {
         // sees the task, or this sees that nobody is watching and wakes someone.
         fence(Ordering::SeqCst);
         if self.watching.load(Ordering::SeqCst) == 0 {
-            let _ = self.cold.send(None);
+            let _ = self.cold.send(Job::Look);
         }
     }
 }
 
+impl Drop for FanoutPool {
+    fn drop(&mut self) {
+        // Each thread takes one `Stop` once it has finished what it is doing.
+        for _ in 0..self.threads {
+            let _ = self.cold.send(Job::Stop);
+        }
+    }
+}
+
+/// What parked threads receive.
+enum Job {
+    Task(Task),
+    /// Look at `hot`: a task there has nobody watching for it.
+    Look,
+    Stop,
+}
+
 struct Worker {
     hot: Receiver<Task>,
-    cold: Receiver<Option<Task>>,
+    cold: Receiver<Job>,
+    /// To wake a parked thread for a task this one cannot take.
+    nudge: Sender<Job>,
     watching: Arc<AtomicUsize>,
     busy: Arc<AtomicUsize>,
     cores: usize,
@@ -89,42 +112,43 @@ impl Worker {
         loop {
             // Parked until there is work (or a nudge to look at `hot`).
             match self.cold.recv() {
-                Ok(Some(task)) => run(task),
-                Ok(None) => {}
-                Err(_) => return,
+                Ok(Job::Task(task)) => run(task),
+                Ok(Job::Look) => {}
+                Ok(Job::Stop) | Err(_) => return,
             }
             // Then watching for more until there has been none for a while.
             self.watching.fetch_add(1, Ordering::SeqCst);
             let mut until = Instant::now() + WATCH;
             loop {
-                if let Ok(task) = self.hot.try_recv() {
+                let stop = Instant::now() >= until || !self.core_to_spare();
+                if stop {
                     self.watching.fetch_sub(1, Ordering::SeqCst);
-                    run(task);
-                    self.watching.fetch_add(1, Ordering::SeqCst);
-                    until = Instant::now() + WATCH;
-                    continue;
-                }
-                if Instant::now() >= until || !self.core_to_spare() {
-                    self.watching.fetch_sub(1, Ordering::SeqCst);
+                    // Pairs with the fence in `FanoutPool::spawn`: either the sender saw
+                    // this thread stop watching, or this sees its task below.
                     fence(Ordering::SeqCst);
-                    // A task sent just before we stopped watching is ours.
-                    match self.hot.try_recv() {
-                        Ok(task) => {
-                            run(task);
-                            self.watching.fetch_add(1, Ordering::SeqCst);
-                            until = Instant::now() + WATCH;
-                            continue;
-                        }
-                        Err(_) => break,
-                    }
                 }
-                std::thread::yield_now();
+                match self.hot.try_recv() {
+                    Ok(task) => {
+                        if !stop {
+                            self.watching.fetch_sub(1, Ordering::SeqCst);
+                            fence(Ordering::SeqCst);
+                        }
+                        // A sender counts on one watcher per task: if another task is
+                        // waiting and nobody is left watching, wake someone for it.
+                        if !self.hot.is_empty() && self.watching.load(Ordering::SeqCst) == 0 {
+                            let _ = self.nudge.send(Job::Look);
+                        }
+                        run(task);
+                        self.watching.fetch_add(1, Ordering::SeqCst);
+                        until = Instant::now() + WATCH;
+                    }
+                    Err(_) if stop => break,
+                    Err(_) => std::thread::yield_now(),
+                }
             }
         }
     }
-}
 
-impl Worker {
     /// Whether this thread's watching leaves a core idle for nothing else: one core per
     /// thread running calls and per watching thread, this one included.
     fn core_to_spare(&self) -> bool {

@@ -6,6 +6,10 @@
 //! in memory. A crash can lose the records of the last few milliseconds, well inside what
 //! sled itself keeps in memory before it flushes. A networked store is written before the
 //! response instead, so every replica finds the record as soon as the app has the slate.
+//!
+//! If the store refuses writes, records stay in memory and are retried every
+//! [`RETRY_EVERY`]; expired ones are dropped, and past [`MAX_PENDING`] new ones are
+//! refused (the slate then says `slate-not-recorded`, as when a direct write fails).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,10 +17,17 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use crate::clock::Clock;
 use crate::store::{SlateRecord, Store, StoreError};
 
 /// How long a record may wait in memory before it is written.
 pub const WRITE_EVERY: Duration = Duration::from_millis(5);
+
+/// How often writes are retried while the store refuses them.
+pub const RETRY_EVERY: Duration = Duration::from_millis(250);
+
+/// Most records held in memory (under 1 KB each with five offers).
+pub const MAX_PENDING: usize = 200_000;
 
 /// Records not yet in the store.
 pub(super) struct PendingSlates {
@@ -26,6 +37,7 @@ pub(super) struct PendingSlates {
 
 struct Shared {
     store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
     pending: Mutex<Pending>,
     /// One writer at a time, so `writing` is never replaced before it is written.
     write: Mutex<()>,
@@ -42,9 +54,13 @@ struct Pending {
 
 impl PendingSlates {
     /// Starts the writer thread for `store`.
-    pub(super) fn start(store: Arc<dyn Store>) -> std::io::Result<PendingSlates> {
+    pub(super) fn start(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+    ) -> std::io::Result<PendingSlates> {
         let shared = Arc::new(Shared {
             store,
+            clock,
             pending: Mutex::default(),
             write: Mutex::new(()),
             stop: AtomicBool::new(false),
@@ -55,9 +71,13 @@ impl PendingSlates {
             std::thread::Builder::new()
                 .name("offerhost-slate-writer".into())
                 .spawn(move || {
+                    let mut wait = WRITE_EVERY;
                     while !shared.stop.load(Ordering::Relaxed) {
-                        std::thread::sleep(WRITE_EVERY);
-                        let _ = shared.write();
+                        std::thread::sleep(wait);
+                        wait = match shared.write() {
+                            Ok(()) => WRITE_EVERY,
+                            Err(_) => RETRY_EVERY,
+                        };
                     }
                 })?
         };
@@ -67,12 +87,15 @@ impl PendingSlates {
         })
     }
 
-    /// Keeps `record` until the writer saves it.
-    pub(super) fn add(&self, record: SlateRecord) {
-        self.shared
-            .pending()
-            .new
-            .insert(record.slate_id.clone(), record);
+    /// Keeps `record` until the writer saves it; `false` (and the record dropped) when
+    /// [`MAX_PENDING`] records are already waiting.
+    pub(super) fn add(&self, record: SlateRecord) -> bool {
+        let mut pending = self.shared.pending();
+        if pending.new.len() + pending.writing.len() >= MAX_PENDING {
+            return false;
+        }
+        pending.new.insert(record.slate_id.clone(), record);
+        true
     }
 
     /// A record not yet written, if `slate_id` is one.
@@ -120,8 +143,10 @@ impl Shared {
             pending.writing = batch.clone();
             batch
         };
-        let records: Vec<&SlateRecord> = batch.values().collect();
-        let result = self.store.save_slates(&records);
+        let result = {
+            let records: Vec<&SlateRecord> = batch.values().collect();
+            self.store.save_slates(&records)
+        };
         let mut pending = self.pending();
         pending.writing = Arc::default();
         match &result {
@@ -131,12 +156,14 @@ impl Shared {
                 }
             }
             Err(e) => {
-                // Put them back, behind nothing newer: ids are unique.
-                for record in records {
-                    pending
-                        .new
-                        .entry(record.slate_id.clone())
-                        .or_insert_with(|| record.clone());
+                // Put them back (ids are unique, so nothing newer is overwritten), except
+                // those no event may refer to any more.
+                let now = self.clock.unix();
+                let batch = Arc::try_unwrap(batch).unwrap_or_else(|shared| (*shared).clone());
+                for (id, record) in batch {
+                    if record.expires_at > now {
+                        pending.new.entry(id).or_insert(record);
+                    }
                 }
                 if !self.failing.swap(true, Ordering::Relaxed) {
                     tracing::error!(
