@@ -82,13 +82,12 @@ impl Done {
 pub(super) struct Fanout {
     sandbox: Arc<Sandbox>,
     pool: FanoutPool,
-    /// Most threads (the request's own included) working on one slate.
-    max_workers: usize,
     /// Threads working on slates right now: requests' own threads (for the whole slate
     /// except while waiting on a networked store, see [`Fanout::busy`]) and helpers.
     active: Arc<AtomicUsize>,
-    /// The cores this process may use: past that many active threads, a helper would
-    /// only take turns with a thread that is already working.
+    /// The cores this process may use: past that many active threads, or that many
+    /// workers on one slate (the request's own included), a helper would only take
+    /// turns with a thread that is already working.
     cores: usize,
 }
 
@@ -117,19 +116,15 @@ struct Batch {
 }
 
 impl Fanout {
-    pub(super) fn new(
-        sandbox: Arc<Sandbox>,
-        threads: usize,
-        max_workers: usize,
-        cores: usize,
-    ) -> Fanout {
+    /// `threads` pool threads for a machine with `cores` cores.
+    pub(super) fn new(sandbox: Arc<Sandbox>, threads: usize, cores: usize) -> Fanout {
         let active = Arc::new(AtomicUsize::new(0));
+        let cores = cores.max(1);
         Fanout {
             sandbox,
-            pool: FanoutPool::new(threads, active.clone(), cores.max(1)),
-            max_workers: max_workers.max(1),
+            pool: FanoutPool::new(threads, active.clone(), cores),
             active,
-            cores: cores.max(1),
+            cores,
         }
     }
 
@@ -161,17 +156,13 @@ impl Fanout {
         self.take_calls(&batch);
         self.wait(&batch, started + budget);
 
-        let mut finished: Vec<Option<Done>> = batch
-            .results
-            .iter()
-            .map(|slot| slot.lock().unwrap_or_else(|e| e.into_inner()).take())
-            .collect();
         batch
             .calls
             .iter()
-            .zip(finished.iter_mut())
-            .map(|(call, done)| {
-                let done = done.take().unwrap_or_else(|| Done::late(started.elapsed()));
+            .zip(&batch.results)
+            .map(|(call, slot)| {
+                let done = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
+                let done = done.unwrap_or_else(|| Done::late(started.elapsed()));
                 (call.clone(), done)
             })
             .collect()
@@ -225,9 +216,14 @@ impl Fanout {
     fn rescue(self: &Arc<Self>, batch: &Arc<Batch>) {
         if batch.next.load(Ordering::Relaxed) < batch.calls.len() {
             batch.workers.fetch_add(1, Ordering::Relaxed);
-            let (fanout, batch) = (self.clone(), batch.clone());
-            self.pool.spawn(move || fanout.work(&batch));
+            self.helper(batch);
         }
+    }
+
+    /// A pool thread's turn on `batch`.
+    fn helper(self: &Arc<Self>, batch: &Arc<Batch>) {
+        let (fanout, batch) = (self.clone(), batch.clone());
+        self.pool.spawn(move || fanout.work(&batch));
     }
 
     /// Brings one more helper onto `batch`, unless it has all it may have or every core
@@ -237,18 +233,14 @@ impl Fanout {
             return;
         }
         let mut n = batch.workers.load(Ordering::Relaxed);
-        while n < self.max_workers {
+        while n < self.cores {
             match batch.workers.compare_exchange_weak(
                 n,
                 n + 1,
                 Ordering::Relaxed,
                 Ordering::Relaxed,
             ) {
-                Ok(_) => {
-                    let (fanout, batch) = (self.clone(), batch.clone());
-                    self.pool.spawn(move || fanout.work(&batch));
-                    return;
-                }
+                Ok(_) => return self.helper(batch),
                 Err(now) => n = now,
             }
         }
@@ -295,19 +287,20 @@ impl Fanout {
             deadline_ms: plugin.limits.deadline_ms.min(left_ms),
             ..plugin.limits
         };
-        let stuck = {
+        // Only a call with others behind it has anything to rescue.
+        let stuck = (i + 1 < batch.calls.len()).then(|| {
             let (fanout, batch) = (self.clone(), batch.clone());
             SlowCall {
                 after: STUCK,
                 then: Box::new(move || fanout.rescue(&batch)),
             }
-        };
+        });
         let mut report = self.sandbox.bid_watched(
             &call.variant.plugin,
             &features,
             &plugin.config,
             &limits,
-            Some(stuck),
+            stuck,
         );
         let latency = started.elapsed();
         if cut && report.outcome == Outcome::Deadline {

@@ -228,12 +228,10 @@ impl SlateService {
             retention: Retention::for_caps(&config.caps),
             config,
             // Enough pool threads that plugins hanging until the slate deadline in
-            // several slates at once still leave threads for everyone else; at most one
-            // worker per core on a slate.
+            // several slates at once still leave threads for everyone else.
             fanout: Arc::new(fanout::Fanout::new(
                 registry.sandbox().clone(),
                 (cores() * 8).max(16),
-                cores(),
                 cores(),
             )),
             registry,
@@ -715,15 +713,15 @@ impl SlateService {
         derived: &Arc<profile::Derived>,
         placement: &PlacementConfig,
     ) -> Vec<(Call, Done)> {
+        if calls.is_empty() {
+            return Vec::new();
+        }
         let budget = Duration::from_millis(self.config.slate.deadline_ms);
         let context = fanout::Context {
             derived: derived.clone(),
             placement: placement.id.clone(),
             channel: placement.channel,
         };
-        if calls.is_empty() {
-            return Vec::new();
-        }
         // The request's own thread works too; on a multi-threaded runtime it may block
         // for the fan-out, elsewhere a blocking thread stands in for it.
         let multi_thread = tokio::runtime::Handle::current().runtime_flavor()

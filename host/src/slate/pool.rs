@@ -17,7 +17,7 @@ use crossbeam_channel::{Receiver, Sender, unbounded};
 type Task = Box<dyn FnOnce() + Send>;
 
 /// How long a thread keeps watching for work after its last task.
-pub(crate) const WATCH: Duration = Duration::from_micros(200);
+const WATCH: Duration = Duration::from_micros(200);
 
 /// A fixed set of threads running submitted tasks.
 pub(crate) struct FanoutPool {
@@ -35,10 +35,11 @@ impl FanoutPool {
     /// pool's and requests' own); threads watch for work only on cores nothing else is
     /// using.
     pub(crate) fn new(threads: usize, busy: Arc<AtomicUsize>, cores: usize) -> FanoutPool {
+        let threads = threads.max(1);
         let (hot, hot_rx) = unbounded::<Task>();
         let (cold, cold_rx) = unbounded::<Job>();
         let watching = Arc::new(AtomicUsize::new(0));
-        for n in 0..threads.max(1) {
+        for n in 0..threads {
             let worker = Worker {
                 hot: hot_rx.clone(),
                 cold: cold_rx.clone(),
@@ -55,7 +56,7 @@ impl FanoutPool {
         FanoutPool {
             hot,
             cold,
-            threads: threads.max(1),
+            threads,
             watching,
         }
     }
