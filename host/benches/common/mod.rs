@@ -3,6 +3,10 @@
 
 use std::sync::Arc;
 
+// The allocator the `offerhost` binary runs with.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use offerhost::api::AppState;
 use offerhost::clock::SystemClock;
 use offerhost::config::Config;
