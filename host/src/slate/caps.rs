@@ -258,6 +258,11 @@ impl<'a> CapCheck<'a> {
         }
     }
 
+    /// Whether there are no caps to check: then no offer is ever blocked.
+    pub fn is_empty(&self) -> bool {
+        self.caps.is_empty()
+    }
+
     /// The first cap `offer` would break, if any.
     pub fn blocking_cap(&self, offer: &OfferKeys) -> Option<&'a FrequencyCap> {
         self.caps.iter().find(|cap| {

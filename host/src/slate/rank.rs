@@ -106,12 +106,15 @@ pub(super) fn rank(
             .filter(|(j, _, _)| runs[*j].plugin.partner == runs[i].plugin.partner)
             .count();
         let run = &mut runs[i];
-        let keys = keys_of(&run.plugin.partner, &bid);
-        let verdict = match &caps {
-            None => Some((DropReason::CapsUnavailable, None)),
-            Some(check) => check
-                .blocking_cap(&keys)
+        // The offer's cap keys, built only when a cap or a reservation will read them.
+        let keys = (caps.as_ref().is_some_and(|c| !c.is_empty()) || reserve.is_some())
+            .then(|| keys_of(&run.plugin.partner, &bid));
+        let verdict = match (&caps, &keys) {
+            (None, _) => Some((DropReason::CapsUnavailable, None)),
+            (Some(check), Some(keys)) => check
+                .blocking_cap(keys)
                 .map(|cap| (DropReason::Capped, Some(cap))),
+            (Some(_), None) => None,
         };
         if let Some((reason, cap)) = verdict {
             let detail = || match cap {
@@ -131,7 +134,7 @@ pub(super) fn rank(
             let detail = || format!("all {slots} slots taken by higher scores");
             drop_bid(run, &bid, DropReason::Outranked, explain, detail);
         } else {
-            match reserve.as_mut().map(|r| r(&keys)) {
+            match reserve.as_mut().zip(keys.as_ref()).map(|(r, keys)| r(keys)) {
                 Some(Ok(false)) => {
                     let detail = || "cap reached (counted by a concurrent slate)".into();
                     drop_bid(run, &bid, DropReason::Capped, explain, detail);
@@ -145,8 +148,8 @@ pub(super) fn rank(
                 }
                 Some(Ok(true)) | None => {}
             }
-            if let Some(check) = &mut caps {
-                check.take(&keys);
+            if let (Some(check), Some(keys)) = (&mut caps, &keys) {
+                check.take(keys);
             }
             picked.push((i, bid, score));
         }
