@@ -836,24 +836,15 @@ impl SlateService {
         if !call.shadow && report.outcome == Outcome::Ok {
             metrics.bids.inc_by(u64::from(done.returned));
         }
-        let fuel = report.cost.fuel_used;
-        let us = latency.as_micros() as u64;
-        self.aggregates.add(
-            &call.plugin.arm_bucket,
-            &call.variant.arm_row,
-            &[
-                (field::CALLS, 1),
-                (
-                    field::FAILURES,
-                    crate::registry::is_failure(&report.outcome) as u64,
-                ),
-                (field::FUEL, fuel),
-                (field::FUEL_SQ, fuel.saturating_mul(fuel)),
-                (field::LATENCY_US, us),
-                (field::LATENCY_US_SQ, us.saturating_mul(us)),
-            ],
-            None,
-        );
+        // A live call's row is written with the rest of its slate in `count_served`.
+        if call.shadow {
+            self.aggregates.add(
+                &call.plugin.arm_bucket,
+                &call.variant.arm_row,
+                &call_fields(&report.outcome, report.cost.fuel_used, latency),
+                None,
+            );
+        }
     }
 
     /// Metrics and aggregates of what a slate served and dropped.
@@ -892,6 +883,7 @@ impl SlateService {
             }
         }
         let mut slate_value = vec![0u64; runs.len()];
+        let mut served = vec![0u64; runs.len()];
         for (i, bid, _) in picked {
             let run = &runs[*i];
             slate_value[*i] += bid.value_minor;
@@ -917,23 +909,26 @@ impl SlateService {
                 &[(field::SERVED, 1), (field::VALUE_SERVED, bid.value_minor)],
                 Some(&subject.0),
             );
-            self.aggregates.add(
-                &run.plugin.arm_bucket,
-                &run.variant.arm_row,
-                &[(field::SERVED, 1)],
-                None,
-            );
+            served[*i] += 1;
         }
-        for (run, value) in runs.iter().zip(slate_value) {
-            self.aggregates.add(
-                &run.plugin.arm_bucket,
-                &run.variant.arm_row,
-                &[
-                    (field::SLATE_VALUE, value),
-                    (field::SLATE_VALUE_SQ, value.saturating_mul(value)),
-                ],
-                None,
-            );
+        // One update per call's arm row: the call itself, then what it got into the slate.
+        for ((run, value), served) in runs.iter().zip(slate_value).zip(served) {
+            let [a, b, c, d, e, f] = call_fields(&run.outcome, run.fuel_used, run.latency);
+            let mut fields = vec![
+                a,
+                b,
+                c,
+                d,
+                e,
+                f,
+                (field::SLATE_VALUE, value),
+                (field::SLATE_VALUE_SQ, value.saturating_mul(value)),
+            ];
+            if served > 0 {
+                fields.push((field::SERVED, served));
+            }
+            self.aggregates
+                .add(&run.plugin.arm_bucket, &run.variant.arm_row, &fields, None);
         }
     }
 
@@ -1040,6 +1035,19 @@ fn keys_of(partner: &str, bid: &Bid) -> OfferKeys {
         offer_id: bid.offer.id.clone(),
         category: bid.offer.category.clone(),
     }
+}
+
+/// A call's own fields of its arm row.
+fn call_fields(outcome: &Outcome, fuel: u64, latency: Duration) -> [(&'static str, u64); 6] {
+    let us = latency.as_micros() as u64;
+    [
+        (field::CALLS, 1),
+        (field::FAILURES, crate::registry::is_failure(outcome) as u64),
+        (field::FUEL, fuel),
+        (field::FUEL_SQ, fuel.saturating_mul(fuel)),
+        (field::LATENCY_US, us),
+        (field::LATENCY_US_SQ, us.saturating_mul(us)),
+    ]
 }
 
 /// `sl_`, the serve time in microseconds (12 hex digits), then 64 unguessable bits. Time
