@@ -18,13 +18,13 @@ use std::hint::black_box;
 use criterion::{Criterion, criterion_group, criterion_main};
 use offerhost::model::Features;
 use offerhost::sandbox::{EngineLimits, Limits, Sandbox, SandboxConfig, pooling_config};
+use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 // The allocator the `offerhost` binary runs with, for the floor and the host path alike.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 mod bare {
     wasmtime::component::bindgen!({ path: "../wit", world: "offer-plugin" });

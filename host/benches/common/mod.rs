@@ -3,15 +3,15 @@
 
 use std::sync::Arc;
 
-// The allocator the `offerhost` binary runs with.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use offerhost::api::AppState;
 use offerhost::clock::SystemClock;
 use offerhost::config::Config;
 use offerhost::slate::SlateRequest;
 use offerhost::store::SledStore;
+
+// The allocator the `offerhost` binary runs with.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// A service over the sled store in `dir` with `plugins` airline plugins.
 pub fn service(plugins: usize, dir: &std::path::Path) -> AppState {

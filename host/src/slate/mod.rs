@@ -914,7 +914,7 @@ impl SlateService {
         // One update per call's arm row: the call itself, then what it got into the slate.
         for ((run, value), served) in runs.iter().zip(slate_value).zip(served) {
             let [a, b, c, d, e, f] = call_fields(&run.outcome, run.fuel_used, run.latency);
-            let mut fields = vec![
+            let fields = [
                 a,
                 b,
                 c,
@@ -923,12 +923,16 @@ impl SlateService {
                 f,
                 (field::SLATE_VALUE, value),
                 (field::SLATE_VALUE_SQ, value.saturating_mul(value)),
+                (field::SERVED, served),
             ];
-            if served > 0 {
-                fields.push((field::SERVED, served));
-            }
+            // A run that served nothing adds no `served` field, as before.
+            let fields = if served > 0 {
+                &fields[..]
+            } else {
+                &fields[..8]
+            };
             self.aggregates
-                .add(&run.plugin.arm_bucket, &run.variant.arm_row, &fields, None);
+                .add(&run.plugin.arm_bucket, &run.variant.arm_row, fields, None);
         }
     }
 
