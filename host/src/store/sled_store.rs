@@ -49,13 +49,33 @@ fn cap_key(subject: &SubjectKey, key: &str) -> String {
 impl SledStore {
     /// Opens (or creates) the database in directory `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let db = sled::Config::new()
-            .path(path)
-            .flush_every_ms(Some(200))
-            .open()
-            .map_err(|e| {
-                StoreError::Backend(format!("cannot open sled store at {}: {e}", path.display()))
-            })?;
+        // The store's lock outlives a closed handle by a moment (sled's I/O threads finish
+        // their last writes), and a restarted process may start while the old one exits:
+        // wait up to LOCK_WAIT for it rather than fail the restart.
+        const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+        let started = std::time::Instant::now();
+        let db = loop {
+            match sled::Config::new()
+                .path(path)
+                .flush_every_ms(Some(200))
+                .open()
+            {
+                Err(sled::Error::Io(e))
+                    if e.kind() == std::io::ErrorKind::WouldBlock
+                        && started.elapsed() < LOCK_WAIT =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                other => {
+                    break other.map_err(|e| {
+                        StoreError::Backend(format!(
+                            "cannot open sled store at {}: {e}",
+                            path.display()
+                        ))
+                    })?;
+                }
+            }
+        };
         let tree = |name: &str| db.open_tree(name).map_err(backend);
         Ok(SledStore {
             profiles: tree("profiles")?,
