@@ -89,7 +89,8 @@ pub struct Cost {
     pub fuel_used: u64,
     /// Largest linear memory the instance reached, bytes.
     pub peak_memory_bytes: u64,
-    /// Wall time of instantiation, the call and tearing the instance down, microseconds.
+    /// Wall time of instantiation, the call and tearing the instance down, microseconds
+    /// (rounded to the nearest).
     pub wall_time_us: u64,
     /// Log lines kept.
     pub log_lines: u32,
