@@ -10,8 +10,8 @@
 //! After the criterion groups the bench prints, for each plugin count, the mean slate
 //! time and the plugins' own execution time (instantiation, call and teardown, summed
 //! over plugins and divided by the cores that ran them), so host overhead =
-//! 1 - plugin time / slate time. Both come from the same slates (`ROUNDS` of them, 2 000
-//! unless set).
+//! 1 - plugin time / slate time, and the slates' p50 and p99. All come from the same
+//! slates (`ROUNDS` of them, 2 000 unless set).
 
 mod common;
 
@@ -57,16 +57,16 @@ fn main() {
     println!(
         "\nhost overhead ({cores} cores; plugin time = sum of the plugins' own time / min(plugins, cores)):"
     );
-    println!("| plugins | slate mean | plugin time | host overhead |");
-    println!("|---|---|---|---|");
+    println!("| plugins | slate mean | p50 | p99 | plugin time | host overhead |");
+    println!("|---|---|---|---|---|---|");
     for row in rows {
         println!("{row}");
     }
 }
 
-/// `rounds` more slates like the criterion loop's, with the plugins' own time read from
-/// the registry's health counters (so these slates run exactly as above, without
-/// diagnostics); one table row.
+/// `rounds` more slates like the criterion loop's, each timed, with the plugins' own time
+/// read from the registry's health counters (so these slates run exactly as above,
+/// without diagnostics); one table row.
 fn overhead(
     rt: &tokio::runtime::Runtime,
     state: &AppState,
@@ -86,16 +86,23 @@ fn overhead(
     };
     let before = exec_total();
     // One runtime entry for all rounds, as in the criterion loop.
-    let slate_us = rt.block_on(async {
+    let (slate_us, mut each) = rt.block_on(async {
+        let mut each = Vec::with_capacity(rounds);
         let started = Instant::now();
         for _ in 0..rounds {
+            let one = Instant::now();
             state.slate(common::request("bench-subject")).await.unwrap();
+            each.push(one.elapsed());
         }
-        started.elapsed().as_secs_f64() * 1e6 / rounds as f64
+        (started.elapsed().as_secs_f64() * 1e6 / rounds as f64, each)
     });
     let plugin_us = (exec_total() - before) as f64 / rounds as f64 / n.min(cores) as f64;
+    each.sort_unstable();
+    let pct = |p: usize| each[(each.len() * p / 100).min(each.len() - 1)].as_secs_f64() * 1e6;
     format!(
-        "| {n} | {slate_us:.0} µs | {plugin_us:.0} µs | {:.0} % |",
+        "| {n} | {slate_us:.0} µs | {:.0} µs | {:.0} µs | {plugin_us:.0} µs | {:.0} % |",
+        pct(50),
+        pct(99),
         (1.0 - plugin_us / slate_us) * 100.0
     )
 }
