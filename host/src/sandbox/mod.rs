@@ -322,12 +322,15 @@ impl Sandbox {
         let _ = store.set_fuel(limits.fuel);
         let tick = TICK.as_millis() as u64;
         let ticks = limits.deadline_ms.div_ceil(tick) + 1;
+        // With `slow`, stop at its first tick, do what was asked, then go on to the
+        // deadline; a `slow` due no sooner than the deadline is never done.
+        let slow = slow.map(|slow| {
+            let first = (slow.after.as_millis() as u64).div_ceil(tick).max(1);
+            (first, slow.then)
+        });
         match slow {
-            Some(slow) if (slow.after.as_millis() as u64).div_ceil(tick) < ticks => {
-                // Stop at `slow.after` first, do what was asked, then go on to the
-                // deadline.
-                let first = (slow.after.as_millis() as u64).div_ceil(tick).max(1);
-                let mut then = Some(slow.then);
+            Some((first, then)) if first < ticks => {
+                let mut then = Some(then);
                 store.set_epoch_deadline(first);
                 store.epoch_deadline_callback(move |_| {
                     Ok(match then.take() {
