@@ -206,6 +206,17 @@ struct FlakyStore {
     slates_down: AtomicBool,
 }
 
+impl FlakyStore {
+    /// A sled store in `dir` that works until switched off.
+    fn open(dir: &std::path::Path) -> Arc<FlakyStore> {
+        Arc::new(FlakyStore {
+            inner: SledStore::open(dir).unwrap(),
+            caps_down: AtomicBool::new(false),
+            slates_down: AtomicBool::new(false),
+        })
+    }
+}
+
 impl Store for FlakyStore {
     fn profile(&self, s: &SubjectKey) -> Result<Option<Profile>, StoreError> {
         self.inner.profile(s)
@@ -298,11 +309,7 @@ impl Store for FlakyStore {
 #[tokio::test]
 async fn unreadable_counters_fail_closed_and_say_so() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(FlakyStore {
-        inner: SledStore::open(dir.path()).unwrap(),
-        caps_down: AtomicBool::new(false),
-        slates_down: AtomicBool::new(false),
-    });
+    let store = FlakyStore::open(dir.path());
     let host = host_with_store(
         &with_caps("[[cap]]\nscope = \"offer\"\nmax = 5\nwindow = \"1d\"\n"),
         store.clone(),
@@ -342,11 +349,8 @@ async fn unreadable_counters_fail_closed_and_say_so() {
 #[tokio::test]
 async fn slate_records_wait_in_memory_while_the_store_refuses_them() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(FlakyStore {
-        inner: SledStore::open(dir.path()).unwrap(),
-        caps_down: AtomicBool::new(false),
-        slates_down: AtomicBool::new(true),
-    });
+    let store = FlakyStore::open(dir.path());
+    store.slates_down.store(true, Ordering::SeqCst);
     let host = host_with_store(&example_config(), store.clone(), dir.path());
     let slate = traveller_slate(&host).await;
     let id = slate["slate_id"].as_str().unwrap().to_string();
