@@ -21,7 +21,8 @@
 pub mod offers;
 pub mod readout;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::borrow::Cow;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
 use crate::store::CounterAdd;
@@ -119,8 +120,19 @@ impl Cell<'_> {
 
 #[derive(Default)]
 struct Pending {
-    fields: BTreeMap<String, u64>,
+    /// A dozen fields at most, so a list: finding one is a few short comparisons, where
+    /// a map would hash or compare whole names.
+    fields: Vec<(Cow<'static, str>, u64)>,
     members: HashSet<String>,
+}
+
+impl Pending {
+    fn add(&mut self, name: Cow<'static, str>, n: u64) {
+        match self.fields.iter_mut().find(|(f, _)| *f == name) {
+            Some((_, v)) => *v = v.saturating_add(n),
+            None => self.fields.push((name, n)),
+        }
+    }
 }
 
 /// Counts waiting to be written to the store, by bucket and row.
@@ -149,12 +161,7 @@ impl Aggregator {
             None => rows.entry(row.to_string()).or_default(),
         };
         for (name, n) in fields {
-            match p.fields.get_mut(*name) {
-                Some(v) => *v = v.saturating_add(*n),
-                None => {
-                    p.fields.insert(name.to_string(), *n);
-                }
-            }
+            p.add(Cow::Borrowed(name), *n);
         }
         if let Some(m) = member
             && !p.members.contains(m)
@@ -172,7 +179,11 @@ impl Aggregator {
                 rows.into_iter().map(move |(row, p)| CounterAdd {
                     bucket: bucket.clone(),
                     row,
-                    fields: p.fields.into_iter().collect(),
+                    fields: p
+                        .fields
+                        .into_iter()
+                        .map(|(name, n)| (name.into_owned(), n))
+                        .collect(),
                     members: p.members.into_iter().collect(),
                 })
             })
@@ -189,8 +200,7 @@ impl Aggregator {
                 .entry(add.row)
                 .or_default();
             for (name, n) in add.fields {
-                let v = p.fields.entry(name).or_default();
-                *v = v.saturating_add(n);
+                p.add(Cow::Owned(name), n);
             }
             p.members.extend(add.members);
         }
