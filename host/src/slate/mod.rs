@@ -581,18 +581,6 @@ impl SlateService {
         };
         let explain = slate.diagnostics.is_some();
         let picked = rank::rank(&mut runs, &placement, slots, explain, cap_check, reserve);
-        for (i, (run_index, bid, score)) in picked.iter().enumerate() {
-            let run = &runs[*run_index];
-            slate.offers.push(SlateOffer {
-                rank: i as u32 + 1,
-                partner: run.plugin.partner.clone(),
-                plugin: run.variant.info.name.clone(),
-                plugin_version: run.variant.version.clone(),
-                offer: bid.offer.clone(),
-                score: *score,
-                value_minor: bid.value_minor,
-            });
-        }
 
         let tier = label(&derived.tier);
         let stage = label(&derived.lifecycle);
@@ -606,23 +594,39 @@ impl SlateService {
             placement: placement.id.clone(),
             served_at,
             expires_at: served_at + self.config.slate.retention_hours * 3600,
-            offers: slate
-                .offers
+            offers: picked
                 .iter()
-                .map(|o| ServedOffer {
-                    partner: o.partner.clone(),
-                    plugin: o.plugin.clone(),
-                    plugin_version: o.plugin_version.clone(),
-                    offer_id: o.offer.id.clone(),
-                    category: o.offer.category.clone(),
-                    value_minor: o.value_minor,
-                    arm: picked
-                        .get(o.rank as usize - 1)
-                        .map(|(i, _, _)| runs[*i].variant.arm_row.clone())
-                        .unwrap_or_default(),
+                .map(|(i, bid, _)| {
+                    let run = &runs[*i];
+                    ServedOffer {
+                        partner: run.plugin.partner.clone(),
+                        plugin: run.variant.info.name.clone(),
+                        plugin_version: run.variant.version.clone(),
+                        offer_id: bid.offer.id.clone(),
+                        category: bid.offer.category.clone(),
+                        value_minor: bid.value_minor,
+                        arm: run.variant.arm_row.clone(),
+                    }
                 })
                 .collect(),
         };
+        // The picked bids are not needed past this point: their offers move into the slate.
+        slate.offers = picked
+            .into_iter()
+            .zip(1..)
+            .map(|((i, bid, score), rank)| {
+                let run = &runs[i];
+                SlateOffer {
+                    rank,
+                    partner: run.plugin.partner.clone(),
+                    plugin: run.variant.info.name.clone(),
+                    plugin_version: run.variant.version.clone(),
+                    offer: bid.offer,
+                    score,
+                    value_minor: bid.value_minor,
+                }
+            })
+            .collect();
         let saved = if record.offers.is_empty() {
             Ok(())
         } else if let Some(pending) = &self.pending_slates {
