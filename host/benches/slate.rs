@@ -11,7 +11,8 @@
 //! time and the plugins' own execution time (instantiation, call and teardown, summed
 //! over plugins and divided by the cores that ran them), so host overhead =
 //! 1 - plugin time / slate time, and the slates' p50 and p99. All come from the same
-//! slates (`ROUNDS` of them, 2 000 unless set).
+//! slates (`ROUNDS` of them, 2 000 unless set). `PLUGINS=8` (or `PLUGINS=4,8`) runs only
+//! those plugin counts.
 
 mod common;
 
@@ -31,11 +32,22 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(2000);
+    let counts: Vec<usize> = match std::env::var("PLUGINS") {
+        Ok(v) => v
+            .split(',')
+            .map(|n| {
+                n.trim()
+                    .parse()
+                    .expect("PLUGINS is a comma-separated list of counts")
+            })
+            .collect(),
+        Err(_) => COUNTS.to_vec(),
+    };
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
 
     let mut c = Criterion::default().configure_from_args();
     let mut rows = Vec::new();
-    for n in COUNTS {
+    for n in counts {
         let dir = tempfile::tempdir().unwrap();
         let state = common::service(n, dir.path());
         {
