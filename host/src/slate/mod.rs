@@ -1016,7 +1016,7 @@ impl SlateService {
     }
 
     /// Writes the slate records still held in memory (embedded store) now, rather than
-    /// within 5 ms.
+    /// within [`records::WRITE_EVERY`].
     pub fn flush_slates(&self) -> Result<(), crate::store::StoreError> {
         self.pending_slates
             .as_ref()
@@ -1058,9 +1058,10 @@ fn call_fields(outcome: &Outcome, fuel: u64, latency: Duration) -> [(&'static st
     ]
 }
 
-/// `sl_`, the serve time in microseconds (12 hex digits), then 64 unguessable bits. Time
-/// first keeps new records near the end of the embedded store's tree instead of at
-/// random places in it, which made recording a slate in sled about a third cheaper.
+/// `sl_`, the serve time in microseconds (low 48 bits, 12 hex digits), then 64
+/// unguessable bits. The embedded store files each record under the millisecond its id
+/// names, so slates of the same moment are written together; keep this form, or give
+/// the store another way to find a record's window.
 fn new_slate_id(subject: &SubjectKey, nanos: i128) -> String {
     use std::hash::{BuildHasher, RandomState};
     use std::sync::atomic::{AtomicU64, Ordering};

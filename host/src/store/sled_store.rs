@@ -16,7 +16,11 @@ use crate::slate::profile::Profile;
 pub struct SledStore {
     db: sled::Db,
     profiles: sled::Tree,
+    /// Slate records one per key, as written before [`SledStore::windows`]; read only.
     slates: sled::Tree,
+    /// Slate records grouped by the millisecond their slate started (see
+    /// [`slate_window`]).
+    windows: sled::Tree,
     caps: sled::Tree,
     events: sled::Tree,
     registry: sled::Tree,
@@ -39,6 +43,75 @@ const SLATE_COMPACT: u8 = 1;
 
 fn encode_slate(slate: &SlateRecord) -> Vec<u8> {
     postcard::to_extend(slate, vec![SLATE_COMPACT]).expect("slate records serialize")
+}
+
+/// The key of the window holding slate `slate_id`'s record: the 1.024 ms its slate
+/// started in, read from the id (`sl_` and 12 hex digits of unix microseconds, see
+/// `new_slate_id`). `None` for an id of another form, which no window holds.
+///
+/// One sled write per record cost the writer as much CPU time as a plugin call per
+/// slate, most of it in sled splitting and copying the tree's last node as records were
+/// appended, and took that time from the fan-out. A window gathers the records of about
+/// a millisecond of slates into one value, so a write pass makes a few writes, not one
+/// per slate; finding a record reads its window and compares ids. Ids hold the low 48
+/// bits of the time, so window keys come round again after 8.9 years, long after the
+/// sweep has removed what they held (and ids, compared whole, never match across).
+fn slate_window(slate_id: &str) -> Option<[u8; 8]> {
+    let micros = slate_id.strip_prefix("sl_")?.get(..12)?;
+    let micros = u64::from_str_radix(micros, 16).ok()?;
+    Some((micros >> 10).to_be_bytes())
+}
+
+/// Merge operator of the window tree: appends entries to a window.
+fn append(_key: &[u8], old: Option<&[u8]>, new: &[u8]) -> Option<Vec<u8>> {
+    let mut value = old.map_or_else(Vec::new, <[u8]>::to_vec);
+    value.extend_from_slice(new);
+    Some(value)
+}
+
+/// Appends `slate`'s window entry to `out`: the id's length (u16 LE), the id, the
+/// record's length (u32 LE), the record ([`encode_slate`]).
+fn push_entry(out: &mut Vec<u8>, slate: &SlateRecord) {
+    push_raw(out, slate.slate_id.as_bytes(), &encode_slate(slate));
+}
+
+fn push_raw(out: &mut Vec<u8>, id: &[u8], record: &[u8]) {
+    out.extend_from_slice(&(id.len() as u16).to_le_bytes());
+    out.extend_from_slice(id);
+    out.extend_from_slice(&(record.len() as u32).to_le_bytes());
+    out.extend_from_slice(record);
+}
+
+/// The entries of a window, `(id, record)`, in the order written; `Err` at the first
+/// malformed one.
+fn entries(window: &[u8]) -> impl Iterator<Item = Result<(&[u8], &[u8]), String>> {
+    let mut rest = window;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let mut take = |n: usize| -> Result<&[u8], String> {
+            if rest.len() < n {
+                return Err(format!(
+                    "window entry cut short ({} bytes left)",
+                    rest.len()
+                ));
+            }
+            let (head, tail) = rest.split_at(n);
+            rest = tail;
+            Ok(head)
+        };
+        let entry = (|| {
+            let id_len = u16::from_le_bytes(take(2)?.try_into().expect("2 bytes")) as usize;
+            let id = take(id_len)?;
+            let len = u32::from_le_bytes(take(4)?.try_into().expect("4 bytes")) as usize;
+            Ok((id, take(len)?))
+        })();
+        if entry.is_err() {
+            rest = &[];
+        }
+        Some(entry)
+    })
 }
 
 /// A slate record in either form: compact, or the JSON written before it (starts `{`).
@@ -104,6 +177,11 @@ impl SledStore {
         Ok(SledStore {
             profiles: tree("profiles")?,
             slates: tree("slates")?,
+            windows: {
+                let windows = tree("slate_windows")?;
+                windows.set_merge_operator(append);
+                windows
+            },
             caps: tree("caps")?,
             events: tree("events")?,
             registry: tree("registry")?,
@@ -133,30 +211,49 @@ impl Store for SledStore {
     }
 
     fn save_slate(&self, slate: &SlateRecord) -> Result<(), StoreError> {
-        self.slates
-            .insert(slate.slate_id.as_bytes(), encode_slate(slate))
-            .map_err(backend)?;
-        Ok(())
+        self.save_slates(&[slate])
     }
 
     fn save_slates(&self, slates: &[&SlateRecord]) -> Result<(), StoreError> {
-        let mut batch = sled::Batch::default();
+        let mut windows: BTreeMap<[u8; 8], Vec<u8>> = BTreeMap::new();
         for slate in slates {
-            batch.insert(slate.slate_id.as_bytes(), encode_slate(slate));
+            match slate_window(&slate.slate_id) {
+                Some(window) => push_entry(windows.entry(window).or_default(), slate),
+                // Every id the service makes has a window; any other is kept by itself.
+                None => {
+                    self.slates
+                        .insert(slate.slate_id.as_bytes(), encode_slate(slate))
+                        .map_err(backend)?;
+                }
+            }
         }
-        self.slates.apply_batch(batch).map_err(backend)
+        for (window, entries) in windows {
+            self.windows.merge(window, entries).map_err(backend)?;
+        }
+        Ok(())
     }
 
     fn slate(&self, slate_id: &str, now: u64) -> Result<Option<SlateRecord>, StoreError> {
-        let Some(bytes) = self.slates.get(slate_id).map_err(backend)? else {
-            return Ok(None);
-        };
-        let record = decode_slate(slate_id, &bytes)?;
-        if record.expires_at <= now {
-            let _ = self.slates.remove(slate_id);
-            return Ok(None);
+        let mut found = None;
+        if let Some(window) = slate_window(slate_id)
+            && let Some(bytes) = self.windows.get(window).map_err(backend)?
+        {
+            for entry in entries(&bytes) {
+                let (id, record) = entry.map_err(|message| StoreError::Corrupt {
+                    key: format!("slate window of {slate_id}"),
+                    message,
+                })?;
+                if id == slate_id.as_bytes() {
+                    found = Some(decode_slate(slate_id, record)?);
+                }
+            }
         }
-        Ok(Some(record))
+        if found.is_none()
+            && let Some(bytes) = self.slates.get(slate_id).map_err(backend)?
+        {
+            found = Some(decode_slate(slate_id, &bytes)?);
+        }
+        Ok(found.filter(|record| record.expires_at > now))
     }
 
     fn cap_histories(
@@ -351,6 +448,32 @@ impl Store for SledStore {
 
     fn sweep(&self, now: u64) -> Result<u64, StoreError> {
         let mut removed = 0;
+        for window in self.windows.iter() {
+            let (key, bytes) = window.map_err(backend)?;
+            // Entries that no longer decode are dropped too: nothing can use them.
+            let mut kept = Vec::with_capacity(bytes.len());
+            let mut dropped = 0;
+            for (id, record) in entries(&bytes).map_while(Result::ok) {
+                let id_text = String::from_utf8_lossy(id);
+                match decode_slate(&id_text, record) {
+                    Ok(r) if r.expires_at > now => push_raw(&mut kept, id, record),
+                    _ => dropped += 1,
+                }
+            }
+            if kept.len() == bytes.len() {
+                continue;
+            }
+            // Only if nothing was appended meanwhile; else the next sweep takes it.
+            let new = (!kept.is_empty()).then_some(kept);
+            if self
+                .windows
+                .compare_and_swap(&key, Some(&bytes), new)
+                .map_err(backend)?
+                .is_ok()
+            {
+                removed += dropped;
+            }
+        }
         for entry in self.slates.iter() {
             let (key, bytes) = entry.map_err(backend)?;
             // A record that no longer decodes is dropped too: nothing can use it.
@@ -389,6 +512,15 @@ mod tests {
     use super::*;
     use crate::store::ServedOffer;
 
+    /// An id as the service makes them: the low 48 bits of the slate's start in unix
+    /// microseconds, then a hash.
+    fn id(micros: u64, n: u64) -> String {
+        format!("sl_{:012x}{n:016x}", micros & 0xffff_ffff_ffff)
+    }
+
+    /// The start of a window.
+    const T: u64 = 1_795_000_000_000_000 & !1023;
+
     fn record(id: &str, expires_at: u64) -> SlateRecord {
         SlateRecord {
             slate_id: id.into(),
@@ -410,62 +542,145 @@ mod tests {
         }
     }
 
-    #[test]
-    fn slate_records_are_written_compact_and_read_back_whole() {
+    fn open() -> (tempfile::TempDir, SledStore) {
         let dir = tempfile::tempdir().unwrap();
         let store = SledStore::open(dir.path()).unwrap();
-        let slate = record("sl_1", 5_000);
-        store.save_slates(&[&slate]).unwrap();
-
-        let stored = store.slates.get("sl_1").unwrap().unwrap();
-        assert_eq!(stored[0], SLATE_COMPACT);
-        let json = serde_json::to_vec(&slate).unwrap();
-        assert!(
-            stored.len() * 2 < json.len(),
-            "compact {} bytes, JSON {} bytes",
-            stored.len(),
-            json.len()
-        );
-        assert_eq!(store.slate("sl_1", 2_000).unwrap(), Some(slate));
+        (dir, store)
     }
 
     #[test]
-    fn slate_records_written_as_json_are_still_read_and_swept() {
+    fn slate_ids_name_the_millisecond_window_their_slate_started_in() {
+        let t = T;
+        assert_eq!(slate_window(&id(t, 1)), slate_window(&id(t + 1, 2)));
+        assert_ne!(slate_window(&id(t, 1)), slate_window(&id(t + 1024, 1)));
+        for foreign in ["", "sl_", "sl_12345", "sl_zzzzzzzzzzzz0", "slate-1"] {
+            assert_eq!(slate_window(foreign), None, "{foreign:?}");
+        }
+    }
+
+    #[test]
+    fn records_of_one_window_share_a_value_and_each_reads_back_whole() {
+        let (_dir, store) = open();
+        let t = T;
+        let same = [id(t, 1), id(t + 3, 2), id(t + 7, 3)];
+        let later = id(t + 5_000, 4);
+        let records: Vec<SlateRecord> = same
+            .iter()
+            .chain([&later])
+            .map(|id| record(id, 5_000))
+            .collect();
+        // Two write passes into the same window: the second appends.
+        store.save_slates(&[&records[0], &records[3]]).unwrap();
+        store.save_slates(&[&records[1], &records[2]]).unwrap();
+
+        assert_eq!(store.windows.len(), 2);
+        assert!(store.slates.is_empty());
+        for r in &records {
+            assert_eq!(store.slate(&r.slate_id, 2_000).unwrap().as_ref(), Some(r));
+        }
+        assert_eq!(store.slate(&id(t, 99), 2_000).unwrap(), None);
+        assert_eq!(store.slate(&same[0], 5_000).unwrap(), None, "expired");
+
+        let window = store
+            .windows
+            .get(slate_window(&same[0]).unwrap())
+            .unwrap()
+            .unwrap();
+        let json: usize = records[..3]
+            .iter()
+            .map(|r| serde_json::to_vec(r).unwrap().len())
+            .sum();
+        assert!(
+            window.len() * 5 < json * 3,
+            "window {} bytes, JSON {json}",
+            window.len()
+        );
+    }
+
+    #[test]
+    fn records_are_kept_across_a_restart() {
         let dir = tempfile::tempdir().unwrap();
+        let slate = record(&id(1_795_000_000_000_000, 1), 5_000);
+        {
+            let store = SledStore::open(dir.path()).unwrap();
+            store.save_slate(&slate).unwrap();
+            store.flush().unwrap();
+        }
         let store = SledStore::open(dir.path()).unwrap();
-        let (old_live, old_expired) = (record("sl_old", 5_000), record("sl_gone", 1_500));
-        for r in [&old_live, &old_expired] {
+        assert_eq!(store.slate(&slate.slate_id, 2_000).unwrap(), Some(slate));
+    }
+
+    #[test]
+    fn records_stored_one_per_key_as_json_or_compact_are_still_read_and_swept() {
+        let (_dir, store) = open();
+        let t = T;
+        let (json_live, json_gone) = (record(&id(t, 1), 5_000), record(&id(t, 2), 1_500));
+        for r in [&json_live, &json_gone] {
             let json = serde_json::to_vec(r).unwrap();
             store.slates.insert(r.slate_id.as_bytes(), json).unwrap();
         }
-        // Fields added later than the first JSON records default when absent.
+        let compact = record(&id(t, 3), 5_000);
         store
             .slates
-            .insert(
-                "sl_older",
-                br#"{"slate_id":"sl_older","subject":"ab","placement":"app-home","served_at":1000,"expires_at":5000,"offers":[]}"#.as_slice(),
-            )
+            .insert(compact.slate_id.as_bytes(), encode_slate(&compact))
             .unwrap();
-        store.save_slate(&record("sl_new", 5_000)).unwrap();
+        // Fields added later than the first JSON records default when absent.
+        let older = id(t, 4);
+        let json = format!(
+            r#"{{"slate_id":"{older}","subject":"ab","placement":"app-home","served_at":1000,"expires_at":5000,"offers":[]}}"#
+        );
+        store
+            .slates
+            .insert(older.as_bytes(), json.as_bytes())
+            .unwrap();
+        // An id the service never made is kept by itself.
+        let foreign = record("imported-7", 5_000);
+        store.save_slate(&foreign).unwrap();
+        assert!(store.slates.contains_key("imported-7").unwrap());
 
-        assert_eq!(store.slate("sl_old", 2_000).unwrap(), Some(old_live));
-        let older = store.slate("sl_older", 2_000).unwrap().unwrap();
+        assert_eq!(
+            store.slate(&json_live.slate_id, 2_000).unwrap(),
+            Some(json_live)
+        );
+        assert_eq!(
+            store.slate(&compact.slate_id, 2_000).unwrap(),
+            Some(compact)
+        );
+        assert_eq!(store.slate("imported-7", 2_000).unwrap(), Some(foreign));
+        let older = store.slate(&older, 2_000).unwrap().unwrap();
         assert_eq!(
             (older.tier.as_str(), older.stage.as_str()),
             ("unknown", "unknown")
         );
 
         assert_eq!(store.sweep(2_000).unwrap(), 1);
-        assert_eq!(store.slate("sl_gone", 1_000).unwrap(), None);
-        for id in ["sl_old", "sl_older", "sl_new"] {
-            assert!(store.slate(id, 2_000).unwrap().is_some(), "{id} was swept");
-        }
+        assert!(
+            !store
+                .slates
+                .contains_key(json_gone.slate_id.as_bytes())
+                .unwrap()
+        );
+        assert_eq!(store.slates.len(), 4);
     }
 
     #[test]
-    fn a_damaged_compact_record_is_reported_under_its_key() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SledStore::open(dir.path()).unwrap();
+    fn the_sweep_drops_expired_records_from_a_window_and_keeps_the_rest() {
+        let (_dir, store) = open();
+        let t = T;
+        let (keep, gone) = (record(&id(t, 1), 5_000), record(&id(t, 2), 1_500));
+        let alone = record(&id(t + 10_000, 3), 1_500);
+        store.save_slates(&[&keep, &gone, &alone]).unwrap();
+
+        assert_eq!(store.sweep(2_000).unwrap(), 2);
+        assert_eq!(store.windows.len(), 1, "the emptied window is removed");
+        assert_eq!(store.slate(&keep.slate_id, 2_000).unwrap(), Some(keep));
+        assert_eq!(store.sweep(2_000).unwrap(), 0);
+    }
+
+    #[test]
+    fn a_damaged_record_or_window_is_reported_under_its_key() {
+        let (_dir, store) = open();
+        let t = T;
         let mut bytes = encode_slate(&record("sl_cut", 5_000));
         bytes.truncate(bytes.len() / 2);
         store.slates.insert("sl_cut", bytes).unwrap();
@@ -475,6 +690,20 @@ mod tests {
                 assert!(message.contains("compact slate record"), "{message}");
             }
             other => panic!("expected a corrupt-record error, got {other:?}"),
+        }
+
+        let slate = record(&id(t, 1), 5_000);
+        store.save_slate(&slate).unwrap();
+        let window = slate_window(&slate.slate_id).unwrap();
+        let mut bytes = store.windows.get(window).unwrap().unwrap().to_vec();
+        bytes.truncate(bytes.len() - 3);
+        store.windows.insert(window, bytes).unwrap();
+        match store.slate(&slate.slate_id, 2_000) {
+            Err(StoreError::Corrupt { key, message }) => {
+                assert!(key.contains(&slate.slate_id), "{key}");
+                assert!(message.contains("cut short"), "{message}");
+            }
+            other => panic!("expected a corrupt-window error, got {other:?}"),
         }
     }
 }
