@@ -33,6 +33,10 @@ pub const RETRY_EVERY: Duration = Duration::from_millis(250);
 /// Most records held in memory (under 1 KB each with five offers).
 pub const MAX_PENDING: usize = 200_000;
 
+/// Largest table kept for the next pass's records: a pass holds about 700 at 14 000
+/// slates a second.
+const SPARE_MAX: usize = 1 << 16;
+
 /// Records not yet in the store.
 pub(super) struct PendingSlates {
     shared: Arc<Shared>,
@@ -54,6 +58,10 @@ struct Pending {
     new: HashMap<String, SlateRecord>,
     /// Being written now: still found by [`PendingSlates::get`].
     writing: Arc<HashMap<String, SlateRecord>>,
+    /// The last written batch, emptied: the next `new`, so that filling it does not grow
+    /// a table from nothing (rehashing, and fresh pages faulted in) on the request's path
+    /// every pass.
+    spare: HashMap<String, SlateRecord>,
 }
 
 impl PendingSlates {
@@ -143,7 +151,8 @@ impl Shared {
             if pending.new.is_empty() {
                 return Ok(());
             }
-            let batch = Arc::new(std::mem::take(&mut pending.new));
+            let spare = std::mem::take(&mut pending.spare);
+            let batch = Arc::new(std::mem::replace(&mut pending.new, spare));
             pending.writing = batch.clone();
             batch
         };
@@ -155,6 +164,15 @@ impl Shared {
         pending.writing = Arc::default();
         match &result {
             Ok(()) => {
+                // Records are dropped here, off the request's path. A table grown
+                // by a backlog (the store refusing writes for a while) is let go.
+                if let Ok(mut written) = Arc::try_unwrap(batch)
+                    && written.capacity() <= SPARE_MAX
+                {
+                    drop(pending);
+                    written.clear();
+                    self.pending().spare = written;
+                }
                 if self.failing.swap(false, Ordering::Relaxed) {
                     tracing::info!("slate records are being written again");
                 }
