@@ -128,8 +128,12 @@ struct Pending {
 
 impl Pending {
     fn add(&mut self, name: Cow<'static, str>, n: u64) {
-        match self.fields.iter_mut().find(|(f, _)| *f == name) {
-            Some((_, v)) => *v = v.saturating_add(n),
+        // Names are nearly always the same `field` constants: compare addresses first.
+        let at = (self.fields.iter())
+            .position(|(f, _)| std::ptr::eq(f.as_ref(), name.as_ref()))
+            .or_else(|| self.fields.iter().position(|(f, _)| *f == name));
+        match at {
+            Some(i) => self.fields[i].1 = self.fields[i].1.saturating_add(n),
             None => self.fields.push((name, n)),
         }
     }
