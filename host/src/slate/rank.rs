@@ -20,7 +20,8 @@ pub(super) type Reserve<'a> = dyn FnMut(&OfferKeys) -> Result<bool, StoreError> 
 pub(super) struct PluginRun {
     pub(super) plugin: Arc<DeployedPlugin>,
     pub(super) variant: Arc<Variant>,
-    /// Offer id of its best-scoring valid bid, for shadow comparison.
+    /// Offer id of its best-scoring valid bid, for shadow comparison: only set for a
+    /// plugin with a shadow version.
     pub(super) top_offer: Option<String>,
     pub(super) outcome: Outcome,
     pub(super) latency: Duration,
@@ -65,7 +66,9 @@ pub(super) fn rank(
     let mut candidates: Vec<(usize, Bid, f64)> = Vec::new();
     for (i, run) in runs.iter_mut().enumerate() {
         let bids = std::mem::take(&mut run.bids);
-        run.top_offer = top_offer(&bids);
+        if run.plugin.shadow.is_some() {
+            run.top_offer = top_offer(&bids);
+        }
         for bid in bids {
             if placement.excluded_categories.contains(&bid.offer.category) {
                 let detail = || {
