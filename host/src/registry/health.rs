@@ -83,10 +83,16 @@ pub(crate) fn is_failure(outcome: &Outcome) -> bool {
 }
 
 impl Registry {
-    /// Counts one call's outcome. Returns the quarantine reason when this call tipped
-    /// the plugin over the threshold (the caller then quarantines it, off the hot path).
-    pub fn record_outcome(&self, key: &str, outcome: &Outcome, exec_us: u64) -> Option<String> {
-        let now = self.clock.unix();
+    /// Counts one call's outcome, made at `now` (unix seconds; a slate reads the clock
+    /// once for all its calls). Returns the quarantine reason when this call tipped the
+    /// plugin over the threshold (the caller then quarantines it, off the hot path).
+    pub fn record_outcome(
+        &self,
+        key: &str,
+        outcome: &Outcome,
+        exec_us: u64,
+        now: u64,
+    ) -> Option<String> {
         let policy = self.quarantine_policy;
         let mut book = self.health.lock().unwrap_or_else(|p| p.into_inner());
         if !book.contains_key(key) {

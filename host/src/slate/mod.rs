@@ -460,6 +460,7 @@ impl SlateService {
         let slots = req.slots.unwrap_or(placement.slots) as usize;
         let mut runs = Vec::with_capacity(finished.len());
         let mut shadows = Vec::new();
+        let done_at = self.clock.unix();
         for (call, done) in finished {
             self.observe_call(&call, &done);
             // Shadow calls say nothing about the live version's health.
@@ -470,6 +471,7 @@ impl SlateService {
                     &call.plugin.key,
                     &done.report.outcome,
                     done.report.cost.wall_time_us,
+                    done_at,
                 )
             };
             if let Some(reason) = verdict {
