@@ -40,6 +40,9 @@ const WATCH: Duration = Duration::from_micros(30);
 /// on helpers say (plugin calls take microseconds; this is a thousand of them).
 const STUCK: Duration = Duration::from_millis(2);
 
+/// What the request's thread does with each finished call, as soon as it sees it.
+pub(super) type Account<'a> = dyn FnMut(&Call, &Done) + Send + 'a;
+
 /// One plugin call of a slate.
 #[derive(Clone)]
 pub(super) struct Call {
@@ -130,12 +133,15 @@ impl Fanout {
 
     /// Runs every call, on this thread and on helpers, and returns each call with what it
     /// did, in input order; a call that did not finish within `budget` is reported `late`.
-    /// Blocks the calling thread for at most `budget` (plus one call's deadline rounding).
+    /// Each result is passed to `account` on this thread, while it waits for the others
+    /// where it can. Blocks the calling thread for at most `budget` (plus one call's
+    /// deadline rounding).
     pub(super) fn run(
         self: &Arc<Self>,
         calls: Vec<Call>,
         context: Context,
         budget: Duration,
+        account: &mut Account<'_>,
     ) -> Vec<(Call, Done)> {
         let started = Instant::now();
         let total = calls.len();
@@ -154,18 +160,42 @@ impl Fanout {
             parked: AtomicBool::new(false),
         });
         self.take_calls(&batch);
-        self.wait(&batch, started + budget);
+        let mut accounted = vec![false; total];
+        self.wait(&batch, started + budget, &mut accounted, account);
 
         batch
             .calls
             .iter()
             .zip(&batch.results)
-            .map(|(call, slot)| {
+            .zip(accounted)
+            .map(|((call, slot), accounted)| {
                 let done = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
                 let done = done.unwrap_or_else(|| Done::late(started.elapsed()));
+                if !accounted {
+                    account(call, &done);
+                }
                 (call.clone(), done)
             })
             .collect()
+    }
+
+    /// Passes results not yet accounted for to `account`; whether any was.
+    fn account_finished(batch: &Batch, accounted: &mut [bool], account: &mut Account<'_>) -> bool {
+        let mut any = false;
+        for (i, seen) in accounted.iter_mut().enumerate() {
+            if *seen {
+                continue;
+            }
+            // A worker holds a slot only to fill it: never wait for one.
+            if let Ok(slot) = batch.results[i].try_lock()
+                && let Some(done) = slot.as_ref()
+            {
+                account(&batch.calls[i], done);
+                *seen = true;
+                any = true;
+            }
+        }
+        any
     }
 
     /// Counts the calling thread as working on a slate until the guard is dropped: hold it
@@ -246,17 +276,28 @@ impl Fanout {
         }
     }
 
-    /// Waits until every call has finished or `deadline` has passed: watching for a
-    /// moment, then parked until the last result or the deadline wakes it.
-    fn wait(&self, batch: &Batch, deadline: Instant) {
+    /// Waits until every call has finished or `deadline` has passed: accounting for
+    /// results as they come and watching for a moment, then parked until the last result
+    /// or the deadline wakes it.
+    fn wait(
+        &self,
+        batch: &Batch,
+        deadline: Instant,
+        accounted: &mut [bool],
+        account: &mut Account<'_>,
+    ) {
         let total = batch.calls.len();
-        let watch_until = Instant::now() + WATCH;
+        let mut watch_until = Instant::now() + WATCH;
         while batch.finished.load(Ordering::Acquire) < total {
             let now = Instant::now();
             if now >= deadline {
                 return;
             }
             if now < watch_until {
+                if Self::account_finished(batch, accounted, account) {
+                    // Time spent accounting is not time spent watching.
+                    watch_until = Instant::now() + WATCH;
+                }
                 std::hint::spin_loop();
                 continue;
             }

@@ -455,38 +455,44 @@ impl SlateService {
             });
         }
         let derived = Arc::new(derived);
-        let finished = self.fan_out(calls, &derived, &placement).await;
-
-        let slots = req.slots.unwrap_or(placement.slots) as usize;
-        let mut runs = Vec::with_capacity(finished.len());
-        let mut shadows = Vec::new();
+        // Each call's metrics and health are counted as it finishes, on this thread while
+        // it waits for the last ones.
         let done_at = self.clock.unix();
-        for (call, done) in finished {
-            self.observe_call(&call, &done);
+        let mut quarantine = Vec::new();
+        let mut account = |call: &Call, done: &fanout::Done| {
+            self.observe_call(call, done);
             // Shadow calls say nothing about the live version's health.
-            let verdict = if call.shadow {
-                None
-            } else {
-                self.registry.record_outcome(
+            if !call.shadow
+                && let Some(reason) = self.registry.record_outcome(
                     &call.plugin.key,
                     &done.report.outcome,
                     done.report.cost.wall_time_us,
                     done_at,
                 )
-            };
-            if let Some(reason) = verdict {
-                let registry = self.registry.clone();
-                let key = call.plugin.key.clone();
-                tracing::warn!(plugin = %key, %reason, "quarantining plugin");
-                let span = tracing::Span::current();
-                tokio::task::spawn_blocking(move || {
-                    let _in_request = span.enter();
-                    if let Err(e) = registry.quarantine(&key, &reason) {
-                        tracing::error!(plugin = %key, error = %e, "quarantine failed");
-                        registry.reset_health(&key);
-                    }
-                });
+            {
+                quarantine.push((call.plugin.key.clone(), reason));
             }
+        };
+        let finished = self
+            .fan_out(calls, &derived, &placement, &mut account)
+            .await;
+        for (key, reason) in quarantine {
+            let registry = self.registry.clone();
+            tracing::warn!(plugin = %key, %reason, "quarantining plugin");
+            let span = tracing::Span::current();
+            tokio::task::spawn_blocking(move || {
+                let _in_request = span.enter();
+                if let Err(e) = registry.quarantine(&key, &reason) {
+                    tracing::error!(plugin = %key, error = %e, "quarantine failed");
+                    registry.reset_health(&key);
+                }
+            });
+        }
+
+        let slots = req.slots.unwrap_or(placement.slots) as usize;
+        let mut runs = Vec::with_capacity(finished.len());
+        let mut shadows = Vec::new();
+        for (call, done) in finished {
             if call.shadow {
                 shadows.push((call, done));
                 continue;
@@ -712,12 +718,13 @@ impl SlateService {
     }
 
     /// Calls every plugin in parallel; returns what finished before the slate deadline
-    /// and a `late` report for the rest, in input order.
+    /// and a `late` report for the rest, in input order, each passed to `account` first.
     async fn fan_out(
         &self,
         calls: Vec<Call>,
         derived: &Arc<profile::Derived>,
         placement: &PlacementConfig,
+        account: &mut fanout::Account<'_>,
     ) -> Vec<(Call, Done)> {
         if calls.is_empty() {
             return Vec::new();
@@ -733,18 +740,24 @@ impl SlateService {
         let multi_thread = tokio::runtime::Handle::current().runtime_flavor()
             == tokio::runtime::RuntimeFlavor::MultiThread;
         if multi_thread {
-            tokio::task::block_in_place(|| self.fanout.run(calls, context, budget))
+            tokio::task::block_in_place(|| self.fanout.run(calls, context, budget, account))
         } else {
             let fanout = self.fanout.clone();
             let started = Instant::now();
             let all = calls.clone();
-            tokio::task::spawn_blocking(move || fanout.run(calls, context, budget))
-                .await
-                .unwrap_or_else(|e| {
-                    tracing::error!(error = %e, "the fan-out failed; its calls count as late");
-                    let late = |call| (call, Done::late(started.elapsed()));
-                    all.into_iter().map(late).collect()
-                })
+            let finished = tokio::task::spawn_blocking(move || {
+                fanout.run(calls, context, budget, &mut |_, _| {})
+            })
+            .await
+            .unwrap_or_else(|e| {
+                tracing::error!(error = %e, "the fan-out failed; its calls count as late");
+                let late = |call| (call, Done::late(started.elapsed()));
+                all.into_iter().map(late).collect()
+            });
+            for (call, done) in &finished {
+                account(call, done);
+            }
+            finished
         }
     }
 
