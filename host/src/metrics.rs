@@ -275,6 +275,11 @@ pub struct CallMetrics {
     by_outcome: [std::sync::OnceLock<Counter>; OUTCOME_KINDS.len()],
     bids_dropped: Family<ReasonLabels, Counter>,
     by_reason: [std::sync::OnceLock<Counter>; DROP_REASONS],
+    offers_served: Family<PlacementLabels, Counter>,
+    /// This partner's `offers_served` handles by placement, made on first use: a slate
+    /// counts up to a few offers, and finding a handle in the family costs two strings
+    /// and a hash each time.
+    served_in: std::sync::Mutex<Vec<(String, Counter)>>,
 }
 
 /// How many [`DropReason`](crate::model::DropReason)s there are.
@@ -300,6 +305,27 @@ impl CallMetrics {
                     .clone()
             })
             .inc();
+    }
+
+    /// Counts one offer of this plugin's partner served in `placement`.
+    pub fn served(&self, placement: &str) {
+        let mut handles = self.served_in.lock().unwrap_or_else(|e| e.into_inner());
+        match handles.iter().find(|(p, _)| p == placement) {
+            Some((_, counter)) => {
+                counter.inc();
+            }
+            None => {
+                let counter = self
+                    .offers_served
+                    .get_or_create(&PlacementLabels {
+                        partner: self.labels.partner.clone(),
+                        placement: placement.to_string(),
+                    })
+                    .clone();
+                counter.inc();
+                handles.push((placement.to_string(), counter));
+            }
+        }
     }
 
     /// Counts `n` bids of this plugin's partner dropped for `reason`.
@@ -337,6 +363,8 @@ impl Metrics {
             by_outcome: Default::default(),
             bids_dropped: self.bids_dropped.clone(),
             by_reason: Default::default(),
+            offers_served: self.offers_served.clone(),
+            served_in: Default::default(),
         }
     }
 }

@@ -145,6 +145,9 @@ pub struct Aggregator {
     pending: Mutex<HashMap<String, HashMap<String, Pending>>>,
 }
 
+/// Several additions under one lock: see [`Aggregator::batch`].
+pub struct AggBatch<'a>(std::sync::MutexGuard<'a, HashMap<String, HashMap<String, Pending>>>);
+
 impl Aggregator {
     /// Adds `fields` (and `member`, when given) to row `row` of `bucket`. Allocates only
     /// for a row or field not yet pending.
@@ -155,7 +158,26 @@ impl Aggregator {
         fields: &[(&'static str, u64)],
         member: Option<&str>,
     ) {
-        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        self.batch().add(bucket, row, fields, member);
+    }
+
+    /// Holds the pending counts for several additions in a row (a slate's dozen), so
+    /// they take the lock once.
+    pub fn batch(&self) -> AggBatch<'_> {
+        AggBatch(self.pending.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+impl AggBatch<'_> {
+    /// [`Aggregator::add`], under the batch's lock.
+    pub fn add(
+        &mut self,
+        bucket: &str,
+        row: &str,
+        fields: &[(&'static str, u64)],
+        member: Option<&str>,
+    ) {
+        let pending = &mut *self.0;
         let rows = match pending.get_mut(bucket) {
             Some(rows) => rows,
             None => pending.entry(bucket.to_string()).or_default(),
@@ -173,7 +195,9 @@ impl Aggregator {
             p.members.insert(m.to_string());
         }
     }
+}
 
+impl Aggregator {
     /// Takes everything pending, as store additions.
     pub fn take(&self) -> Vec<CounterAdd> {
         let pending = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()));

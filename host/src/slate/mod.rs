@@ -901,18 +901,14 @@ impl SlateService {
                 run.variant.metrics.dropped(reason, n);
             }
         }
+        // One lock for the slate's dozen additions.
+        let mut agg = self.aggregates.batch();
         let mut slate_value = vec![0u64; runs.len()];
         let mut served = vec![0u64; runs.len()];
         for (i, bid, _) in picked {
             let run = &runs[*i];
             slate_value[*i] += bid.value_minor;
-            self.metrics
-                .offers_served
-                .get_or_create(&PlacementLabels {
-                    partner: run.plugin.partner.clone(),
-                    placement: placement.to_string(),
-                })
-                .inc();
+            run.variant.metrics.served(placement);
             let cell = Cell {
                 partner: &run.plugin.partner,
                 plugin: &run.variant.info.name,
@@ -922,7 +918,7 @@ impl SlateService {
                 tier,
                 stage,
             };
-            self.aggregates.add(
+            agg.add(
                 &day,
                 &cell.row(),
                 &[(field::SERVED, 1), (field::VALUE_SERVED, bid.value_minor)],
@@ -950,8 +946,7 @@ impl SlateService {
             } else {
                 &fields[..8]
             };
-            self.aggregates
-                .add(&run.plugin.arm_bucket, &run.variant.arm_row, fields, None);
+            agg.add(&run.plugin.arm_bucket, &run.variant.arm_row, fields, None);
         }
     }
 
