@@ -18,8 +18,10 @@ pub const BIDDER_EXPORT: &str = "offerhost:plugin/bidder@0.1.0";
 /// The WIT package version this host speaks.
 pub const WIT_VERSION: &str = "0.1.0";
 
-impl From<&model::Features> for wit::Features {
-    fn from(f: &model::Features) -> Self {
+// By value: a slate builds each call's features for that call only, so its strings move
+// rather than being copied.
+impl From<model::Features> for wit::Features {
+    fn from(f: model::Features) -> Self {
         wit::Features {
             tier: f.tier.map(|t| match t {
                 model::Tier::HighValue => wit::Tier::HighValue,
@@ -49,15 +51,15 @@ impl From<&model::Features> for wit::Features {
             }),
             affinities: f
                 .affinities
-                .iter()
+                .into_iter()
                 .map(|a| wit::Affinity {
-                    category: a.category.clone(),
+                    category: a.category,
                     weight: a.weight,
                 })
                 .collect(),
             cobrand_holder: f.cobrand_holder,
-            region: f.region.clone(),
-            placement: f.placement.clone(),
+            region: f.region,
+            placement: f.placement,
             channel: match f.channel {
                 model::Channel::MobileApp => wit::Channel::MobileApp,
                 model::Channel::Web => wit::Channel::Web,
@@ -89,7 +91,7 @@ impl From<&model::Features> for wit::Features {
                 },
                 holiday: c.holiday,
             }),
-            segments: f.segments.clone(),
+            segments: f.segments,
         }
     }
 }

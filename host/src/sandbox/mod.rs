@@ -256,14 +256,15 @@ impl Sandbox {
         config: &Arc<PluginConfig>,
         limits: &Limits,
     ) -> CallReport<Vec<Bid>> {
-        self.bid_watched(plugin, features, config, limits, None)
+        self.bid_watched(plugin, features.clone(), config, limits, None)
     }
 
-    /// [`Sandbox::bid`], doing `slow` if the call runs longer than `slow.after`.
+    /// [`Sandbox::bid`] with features of this call's own, doing `slow` if the call runs
+    /// longer than `slow.after`.
     pub fn bid_watched(
         &self,
         plugin: &Plugin,
-        features: &Features,
+        features: Features,
         config: &Arc<PluginConfig>,
         limits: &Limits,
         slow: Option<SlowCall>,

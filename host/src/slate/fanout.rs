@@ -338,7 +338,7 @@ impl Fanout {
         });
         let mut report = self.sandbox.bid_watched(
             &call.variant.plugin,
-            &features,
+            features,
             &plugin.config,
             &limits,
             stuck,
