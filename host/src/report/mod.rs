@@ -23,6 +23,12 @@ pub mod readout;
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
+
+/// A slate's accounting finds a dozen rows by bucket and row key, most with a member:
+/// foldhash (seeded per process, so plugin-chosen offer ids cannot aim collisions at it
+/// offline) hashes these short keys several times faster than the standard SipHash. In
+/// the 8-plugin slate bench's phase probe the accounting fell from 2.5-2.8 to 2.1-2.2 us.
+type Fast = foldhash::fast::RandomState;
 use std::sync::Mutex;
 
 use crate::store::CounterAdd;
@@ -123,7 +129,7 @@ struct Pending {
     /// A dozen fields at most, so a list: finding one is a few short comparisons, where
     /// a map would hash or compare whole names.
     fields: Vec<(Cow<'static, str>, u64)>,
-    members: HashSet<String>,
+    members: HashSet<String, Fast>,
 }
 
 impl Pending {
@@ -142,11 +148,13 @@ impl Pending {
 /// Counts waiting to be written to the store, by bucket and row.
 #[derive(Default)]
 pub struct Aggregator {
-    pending: Mutex<HashMap<String, HashMap<String, Pending>>>,
+    pending: Mutex<HashMap<String, HashMap<String, Pending, Fast>, Fast>>,
 }
 
 /// Several additions under one lock: see [`Aggregator::batch`].
-pub struct AggBatch<'a>(std::sync::MutexGuard<'a, HashMap<String, HashMap<String, Pending>>>);
+pub struct AggBatch<'a>(
+    std::sync::MutexGuard<'a, HashMap<String, HashMap<String, Pending, Fast>, Fast>>,
+);
 
 impl Aggregator {
     /// Adds `fields` (and `member`, when given) to row `row` of `bucket`. Allocates only
