@@ -11,8 +11,8 @@
 //! time and the plugins' own execution time (instantiation, call and teardown, summed
 //! over plugins and divided by the cores that ran them), so host overhead =
 //! 1 - plugin time / slate time, and the slates' p50 and p99. All come from the same
-//! slates (`ROUNDS` of them, 10 000 unless set: a p99 from a hundred slates above it, not twenty). `PLUGINS=8` (or `PLUGINS=4,8`) runs only
-//! those plugin counts.
+//! slates (`ROUNDS` of them, 10 000 unless set, so a p99 rests on a hundred slates).
+//! `PLUGINS=8` (or `PLUGINS=4,8`) runs only those plugin counts.
 
 mod common;
 
