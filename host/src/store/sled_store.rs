@@ -57,10 +57,17 @@ fn encode_slate(slate: &SlateRecord) -> Vec<u8> {
 /// bits of the time, so window keys come round again after 8.9 years, long after the
 /// sweep has removed what they held (and ids, compared whole, never match across).
 fn slate_window(slate_id: &str) -> Option<[u8; 8]> {
+    // A window entry's id length is a u16; the service's ids are 31 bytes.
+    if slate_id.len() > MAX_WINDOW_ID {
+        return None;
+    }
     let micros = slate_id.strip_prefix("sl_")?.get(..12)?;
     let micros = u64::from_str_radix(micros, 16).ok()?;
     Some((micros >> 10).to_be_bytes())
 }
+
+/// Longest id filed in a window; longer ones are kept one per key.
+const MAX_WINDOW_ID: usize = 256;
 
 /// Merge operator of the window tree: appends entries to a window.
 fn append(_key: &[u8], old: Option<&[u8]>, new: &[u8]) -> Option<Vec<u8>> {
@@ -245,6 +252,7 @@ impl Store for SledStore {
                 })?;
                 if id == slate_id.as_bytes() {
                     found = Some(decode_slate(slate_id, record)?);
+                    break;
                 }
             }
         }
@@ -450,13 +458,24 @@ impl Store for SledStore {
         let mut removed = 0;
         for window in self.windows.iter() {
             let (key, bytes) = window.map_err(backend)?;
-            // Entries that no longer decode are dropped too: nothing can use them.
+            // Entries that no longer decode are dropped too: nothing can use them. So are
+            // second copies (a write pass that failed partway is retried whole).
             let mut kept = Vec::with_capacity(bytes.len());
+            let mut ids = std::collections::HashSet::new();
             let mut dropped = 0;
-            for (id, record) in entries(&bytes).map_while(Result::ok) {
+            for entry in entries(&bytes) {
+                let Ok((id, record)) = entry else {
+                    tracing::warn!(
+                        window = %hex::encode(&key),
+                        "dropping the damaged end of a slate-record window"
+                    );
+                    break;
+                };
                 let id_text = String::from_utf8_lossy(id);
                 match decode_slate(&id_text, record) {
-                    Ok(r) if r.expires_at > now => push_raw(&mut kept, id, record),
+                    Ok(r) if r.expires_at > now && ids.insert(id) => {
+                        push_raw(&mut kept, id, record)
+                    }
                     _ => dropped += 1,
                 }
             }
@@ -675,6 +694,42 @@ mod tests {
         assert_eq!(store.windows.len(), 1, "the emptied window is removed");
         assert_eq!(store.slate(&keep.slate_id, 2_000).unwrap(), Some(keep));
         assert_eq!(store.sweep(2_000).unwrap(), 0);
+    }
+
+    #[test]
+    fn the_sweep_keeps_one_copy_of_a_record_written_twice_and_drops_a_damaged_tail() {
+        let (_dir, store) = open();
+        let (first, second) = (record(&id(T, 1), 5_000), record(&id(T, 2), 5_000));
+        // A write pass that failed partway is retried whole: the first record twice.
+        store.save_slates(&[&first]).unwrap();
+        store.save_slates(&[&first, &second]).unwrap();
+        assert_eq!(
+            store.slate(&first.slate_id, 2_000).unwrap().as_ref(),
+            Some(&first)
+        );
+        assert_eq!(store.sweep(2_000).unwrap(), 1);
+        assert_eq!(store.sweep(2_000).unwrap(), 0);
+
+        let window = slate_window(&first.slate_id).unwrap();
+        let mut bytes = store.windows.get(window).unwrap().unwrap().to_vec();
+        let whole = bytes.len();
+        bytes.extend_from_slice(&[7, 0, b's']);
+        store.windows.insert(window, bytes).unwrap();
+        store.sweep(2_000).unwrap();
+        assert_eq!(store.windows.get(window).unwrap().unwrap().len(), whole);
+        for r in [&first, &second] {
+            assert_eq!(store.slate(&r.slate_id, 2_000).unwrap().as_ref(), Some(r));
+        }
+    }
+
+    #[test]
+    fn an_id_too_long_for_a_window_is_kept_by_itself() {
+        let (_dir, store) = open();
+        let long = format!("{}{}", id(T, 1), "x".repeat(MAX_WINDOW_ID));
+        let slate = record(&long, 5_000);
+        store.save_slate(&slate).unwrap();
+        assert!(store.windows.is_empty());
+        assert_eq!(store.slate(&long, 2_000).unwrap(), Some(slate));
     }
 
     #[test]
