@@ -106,8 +106,10 @@ impl Registry {
         }
         h.exec_us += exec_us;
         let failed = is_failure(outcome) as u64;
+        // A slate reads the clock before its calls, so another slate's count may land
+        // first with a later second: count into that bucket rather than behind it.
         match h.window.back_mut() {
-            Some((second, calls, failures)) if *second == now => {
+            Some((second, calls, failures)) if *second >= now => {
                 *calls += 1;
                 *failures += failed;
             }
