@@ -25,9 +25,10 @@ use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 
 /// A slate's accounting finds a dozen rows by bucket and row key, most with a member:
-/// foldhash (seeded per process, so plugin-chosen offer ids cannot aim collisions at it
-/// offline) hashes these short keys several times faster than the standard SipHash. In
-/// the 8-plugin slate bench's phase probe the accounting fell from 2.5-2.8 to 2.1-2.2 us.
+/// foldhash hashes these short keys several times faster than the standard SipHash. It
+/// is seeded per process but only minimally DoS-resistant; the keys plugins choose
+/// (offer ids) are bounded in length and in number per call. In the 8-plugin slate
+/// bench's phase probe the accounting fell from 2.5-2.8 to 2.1-2.2 us.
 type Fast = foldhash::fast::RandomState;
 use std::sync::Mutex;
 
