@@ -23,6 +23,9 @@ pub mod readout;
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
+use std::sync::{Mutex, MutexGuard};
+
+use crate::store::CounterAdd;
 
 /// A slate's accounting finds a dozen rows by bucket and row key, most with a member:
 /// foldhash hashes these short keys several times faster than the standard SipHash. It
@@ -30,9 +33,9 @@ use std::collections::{HashMap, HashSet};
 /// (offer ids) are bounded in length and in number per call. In the 8-plugin slate
 /// bench's phase probe the accounting fell from 2.5-2.8 to 2.1-2.2 us.
 type Fast = foldhash::fast::RandomState;
-use std::sync::Mutex;
 
-use crate::store::CounterAdd;
+/// Pending counts by bucket, then row.
+type PendingRows = HashMap<String, HashMap<String, Pending, Fast>, Fast>;
 
 /// Counters of an aggregate row.
 pub mod field {
@@ -149,13 +152,11 @@ impl Pending {
 /// Counts waiting to be written to the store, by bucket and row.
 #[derive(Default)]
 pub struct Aggregator {
-    pending: Mutex<HashMap<String, HashMap<String, Pending, Fast>, Fast>>,
+    pending: Mutex<PendingRows>,
 }
 
 /// Several additions under one lock: see [`Aggregator::batch`].
-pub struct AggBatch<'a>(
-    std::sync::MutexGuard<'a, HashMap<String, HashMap<String, Pending, Fast>, Fast>>,
-);
+pub struct AggBatch<'a>(MutexGuard<'a, PendingRows>);
 
 impl Aggregator {
     /// Adds `fields` (and `member`, when given) to row `row` of `bucket`. Allocates only
@@ -175,38 +176,7 @@ impl Aggregator {
     pub fn batch(&self) -> AggBatch<'_> {
         AggBatch(self.pending.lock().unwrap_or_else(|p| p.into_inner()))
     }
-}
 
-impl AggBatch<'_> {
-    /// [`Aggregator::add`], under the batch's lock.
-    pub fn add(
-        &mut self,
-        bucket: &str,
-        row: &str,
-        fields: &[(&'static str, u64)],
-        member: Option<&str>,
-    ) {
-        let pending = &mut *self.0;
-        let rows = match pending.get_mut(bucket) {
-            Some(rows) => rows,
-            None => pending.entry(bucket.to_string()).or_default(),
-        };
-        let p = match rows.get_mut(row) {
-            Some(p) => p,
-            None => rows.entry(row.to_string()).or_default(),
-        };
-        for (name, n) in fields {
-            p.add(Cow::Borrowed(name), *n);
-        }
-        if let Some(m) = member
-            && !p.members.contains(m)
-        {
-            p.members.insert(m.to_string());
-        }
-    }
-}
-
-impl Aggregator {
     /// Takes everything pending, as store additions.
     pub fn take(&self) -> Vec<CounterAdd> {
         let pending = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()));
@@ -240,6 +210,35 @@ impl Aggregator {
                 p.add(Cow::Owned(name), n);
             }
             p.members.extend(add.members);
+        }
+    }
+}
+
+impl AggBatch<'_> {
+    /// [`Aggregator::add`], under the batch's lock.
+    pub fn add(
+        &mut self,
+        bucket: &str,
+        row: &str,
+        fields: &[(&'static str, u64)],
+        member: Option<&str>,
+    ) {
+        let pending = &mut *self.0;
+        let rows = match pending.get_mut(bucket) {
+            Some(rows) => rows,
+            None => pending.entry(bucket.to_string()).or_default(),
+        };
+        let p = match rows.get_mut(row) {
+            Some(p) => p,
+            None => rows.entry(row.to_string()).or_default(),
+        };
+        for (name, n) in fields {
+            p.add(Cow::Borrowed(name), *n);
+        }
+        if let Some(m) = member
+            && !p.members.contains(m)
+        {
+            p.members.insert(m.to_string());
         }
     }
 }
