@@ -5,8 +5,9 @@
 //! background thread within [`WRITE_EVERY`], many at a time (the store groups them by
 //! the millisecond their slate started, a few writes per pass); until then events find
 //! it in memory. A crash can lose the records of the last [`WRITE_EVERY`], on top of
-//! the up to 200 ms of writes sled itself keeps in memory before it flushes. A networked store is written before the
-//! response instead, so every replica finds the record as soon as the app has the slate.
+//! the up to 200 ms of writes sled itself keeps in memory before it flushes. A networked
+//! store is written before the response instead, so every replica finds the record as
+//! soon as the app has the slate.
 //!
 //! If the store refuses writes, records stay in memory and are retried every
 //! [`RETRY_EVERY`]; expired ones are dropped, and past [`MAX_PENDING`] new ones are

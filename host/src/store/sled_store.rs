@@ -76,13 +76,9 @@ fn append(_key: &[u8], old: Option<&[u8]>, new: &[u8]) -> Option<Vec<u8>> {
     Some(value)
 }
 
-/// Appends `slate`'s window entry to `out`: the id's length (u16 LE), the id, the
-/// record's length (u32 LE), the record ([`encode_slate`]).
-fn push_entry(out: &mut Vec<u8>, slate: &SlateRecord) {
-    push_raw(out, slate.slate_id.as_bytes(), &encode_slate(slate));
-}
-
-fn push_raw(out: &mut Vec<u8>, id: &[u8], record: &[u8]) {
+/// Appends a window entry to `out`: the id's length (u16 LE), the id, the record's
+/// length (u32 LE), the record ([`encode_slate`]).
+fn push_entry(out: &mut Vec<u8>, id: &[u8], record: &[u8]) {
     out.extend_from_slice(&(id.len() as u16).to_le_bytes());
     out.extend_from_slice(id);
     out.extend_from_slice(&(record.len() as u32).to_le_bytes());
@@ -225,7 +221,11 @@ impl Store for SledStore {
         let mut windows: BTreeMap<[u8; 8], Vec<u8>> = BTreeMap::new();
         for slate in slates {
             match slate_window(&slate.slate_id) {
-                Some(window) => push_entry(windows.entry(window).or_default(), slate),
+                Some(window) => push_entry(
+                    windows.entry(window).or_default(),
+                    slate.slate_id.as_bytes(),
+                    &encode_slate(slate),
+                ),
                 // Every id the service makes has a window; any other is kept by itself.
                 None => {
                     self.slates
@@ -474,7 +474,7 @@ impl Store for SledStore {
                 let id_text = String::from_utf8_lossy(id);
                 match decode_slate(&id_text, record) {
                     Ok(r) if r.expires_at > now && ids.insert(id) => {
-                        push_raw(&mut kept, id, record)
+                        push_entry(&mut kept, id, record)
                     }
                     _ => dropped += 1,
                 }
