@@ -92,6 +92,18 @@ pub(super) struct Fanout {
     /// workers on one slate (the request's own included), a helper would only take
     /// turns with a thread that is already working.
     cores: usize,
+    /// Chores handed over and finished (see [`Fanout::chore`]).
+    chores_started: AtomicUsize,
+    chores_finished: AtomicUsize,
+}
+
+/// Counts a chore finished when dropped, even if it panicked.
+struct ChoreDone(Arc<Fanout>);
+
+impl Drop for ChoreDone {
+    fn drop(&mut self) {
+        self.0.chores_finished.fetch_add(1, Ordering::SeqCst);
+    }
 }
 
 /// What the plugins of one slate see of the request.
@@ -128,6 +140,8 @@ impl Fanout {
             pool: FanoutPool::new(threads, active.clone(), cores),
             active,
             cores,
+            chores_started: AtomicUsize::new(0),
+            chores_finished: AtomicUsize::new(0),
         }
     }
 
@@ -206,6 +220,30 @@ impl Fanout {
         Busy {
             count: &self.active,
             held: true,
+        }
+    }
+
+    /// Runs `task`, a few microseconds of a slate's bookkeeping once it is answered, on a
+    /// pool thread watching for work if one is (its core is otherwise idle), else here.
+    pub(super) fn chore(self: &Arc<Self>, task: impl FnOnce() + Send + 'static) {
+        self.chores_started.fetch_add(1, Ordering::SeqCst);
+        let done = ChoreDone(self.clone());
+        let task = Box::new(move || {
+            let _done = done;
+            task();
+        });
+        if let Some(task) = self.pool.chore(task) {
+            task();
+        }
+    }
+
+    /// Waits until as many chores have finished as had been handed over when it was
+    /// called (at most a second), so that what they count can be read.
+    pub(super) fn settle(&self) {
+        let target = self.chores_started.load(Ordering::SeqCst);
+        let until = Instant::now() + Duration::from_secs(1);
+        while self.chores_finished.load(Ordering::SeqCst) < target && Instant::now() < until {
+            std::thread::yield_now();
         }
     }
 

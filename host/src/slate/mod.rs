@@ -203,7 +203,7 @@ pub struct SlateService {
     /// Slate records not yet written (embedded store only; see [`records`]).
     pending_slates: Option<records::PendingSlates>,
     pub(crate) metrics: Arc<Metrics>,
-    pub(crate) aggregates: Aggregator,
+    pub(crate) aggregates: Arc<Aggregator>,
     pub(crate) noise_secret: std::sync::OnceLock<Vec<u8>>,
 }
 
@@ -223,7 +223,7 @@ impl SlateService {
             .collect();
         SlateService {
             metrics: registry.metrics().clone(),
-            aggregates: Aggregator::default(),
+            aggregates: Arc::default(),
             noise_secret: std::sync::OnceLock::new(),
             retention: Retention::for_caps(&config.caps),
             config,
@@ -319,6 +319,13 @@ impl SlateService {
         &self.metrics
     }
 
+    /// Waits for the counting of slates already answered, which finishes on a fan-out
+    /// thread microseconds after the answer: call it before reading metrics or
+    /// aggregates.
+    pub fn settle(&self) {
+        self.fanout.settle();
+    }
+
     /// Builds a slate.
     pub async fn slate(&self, req: SlateRequest) -> Result<Slate, SlateError> {
         let started = Instant::now();
@@ -355,8 +362,7 @@ impl SlateService {
 
     /// The issuer-local day of `now`, `YYYY-MM-DD`.
     fn local_day(&self, now: time::OffsetDateTime) -> String {
-        let d = self.local_time(now).date();
-        format!("{:04}-{:02}-{:02}", d.year(), d.month() as u8, d.day())
+        day_string(self.local_time(now).date())
     }
 
     /// [`SlateService::io`] for a request: while a networked store answers, the request
@@ -592,7 +598,20 @@ impl SlateService {
 
         let tier = label(&derived.tier);
         let stage = label(&derived.lifecycle);
-        self.count_served(&runs, &picked, &placement.id, &subject, &tier, &stage, now);
+        // What the slate adds to metrics and aggregates: counted once it is answered.
+        let tally = Tally {
+            metrics: self.metrics.clone(),
+            aggregates: self.aggregates.clone(),
+            served: picked
+                .iter()
+                .map(|(i, bid, _)| (*i, bid.offer.id.clone(), bid.value_minor))
+                .collect(),
+            placement: placement.id.clone(),
+            subject: subject.clone(),
+            tier: tier.clone(),
+            stage: stage.clone(),
+            day: self.local_time(now).date(),
+        };
 
         let record = SlateRecord {
             slate_id: slate_id.clone(),
@@ -682,37 +701,43 @@ impl SlateService {
                 "shadow call"
             );
         }
-        if let Some(diag) = &mut slate.diagnostics {
-            for run in runs {
-                diag.push(PluginDiagnostics {
-                    partner: run.plugin.partner.clone(),
-                    plugin: run.variant.info.name.clone(),
-                    plugin_version: run.variant.version.clone(),
-                    shadow: false,
-                    outcome: run.outcome,
-                    latency_us: run.latency.as_micros() as u64,
-                    exec_us: run.exec_us,
-                    fuel_used: run.fuel_used,
-                    bids: run.returned,
-                    dropped: run.dropped,
-                    logs: run.logs,
-                });
-            }
-            for (call, done) in shadows {
-                diag.push(PluginDiagnostics {
-                    partner: call.plugin.partner.clone(),
-                    plugin: call.variant.info.name.clone(),
-                    plugin_version: call.variant.version.clone(),
-                    shadow: true,
-                    bids: done.returned,
-                    outcome: done.report.outcome,
-                    latency_us: done.latency.as_micros() as u64,
-                    exec_us: done.report.cost.wall_time_us,
-                    fuel_used: done.report.cost.fuel_used,
-                    dropped: Vec::new(),
-                    logs: done.report.logs,
-                });
-            }
+        let Some(diag) = &mut slate.diagnostics else {
+            // Counting takes a few microseconds: done by an idle fan-out thread while this
+            // one answers, when there is one. Readers of the counts settle first
+            // (`SlateService::settle`).
+            self.fanout.chore(move || tally.count(&runs));
+            return Ok(slate);
+        };
+        tally.count(&runs);
+        for run in runs {
+            diag.push(PluginDiagnostics {
+                partner: run.plugin.partner.clone(),
+                plugin: run.variant.info.name.clone(),
+                plugin_version: run.variant.version.clone(),
+                shadow: false,
+                outcome: run.outcome,
+                latency_us: run.latency.as_micros() as u64,
+                exec_us: run.exec_us,
+                fuel_used: run.fuel_used,
+                bids: run.returned,
+                dropped: run.dropped,
+                logs: run.logs,
+            });
+        }
+        for (call, done) in shadows {
+            diag.push(PluginDiagnostics {
+                partner: call.plugin.partner.clone(),
+                plugin: call.variant.info.name.clone(),
+                plugin_version: call.variant.version.clone(),
+                shadow: true,
+                bids: done.returned,
+                outcome: done.report.outcome,
+                latency_us: done.latency.as_micros() as u64,
+                exec_us: done.report.cost.wall_time_us,
+                fuel_used: done.report.cost.fuel_used,
+                dropped: Vec::new(),
+                logs: done.report.logs,
+            });
         }
         Ok(slate)
     }
@@ -866,90 +891,6 @@ impl SlateService {
         }
     }
 
-    /// Metrics and aggregates of what a slate served and dropped.
-    #[allow(clippy::too_many_arguments)]
-    fn count_served(
-        &self,
-        runs: &[rank::PluginRun],
-        picked: &[(usize, Bid, f64)],
-        placement: &str,
-        subject: &SubjectKey,
-        tier: &str,
-        stage: &str,
-        now: time::OffsetDateTime,
-    ) {
-        let day = crate::report::agg_bucket(&self.local_day(now));
-        for run in runs {
-            // One metric update per reason, not per bid.
-            let mut by_reason: Vec<(DropReason, u64)> = Vec::new();
-            for d in &run.dropped {
-                match by_reason.iter_mut().find(|(r, _)| *r == d.reason) {
-                    Some((_, n)) => *n += 1,
-                    None => by_reason.push((d.reason, 1)),
-                }
-            }
-            for (reason, n) in by_reason {
-                if reason == DropReason::Capped {
-                    self.metrics
-                        .caps_hit
-                        .get_or_create(&PlacementLabels {
-                            partner: run.plugin.partner.clone(),
-                            placement: placement.to_string(),
-                        })
-                        .inc_by(n);
-                }
-                run.variant.metrics.dropped(reason, n);
-            }
-        }
-        // One lock for the slate's dozen additions.
-        let mut agg = self.aggregates.batch();
-        let mut slate_value = vec![0u64; runs.len()];
-        let mut served = vec![0u64; runs.len()];
-        for (i, bid, _) in picked {
-            let run = &runs[*i];
-            slate_value[*i] += bid.value_minor;
-            run.variant.metrics.served(placement);
-            let cell = Cell {
-                partner: &run.plugin.partner,
-                plugin: &run.variant.info.name,
-                version: &run.variant.version,
-                offer: &bid.offer.id,
-                placement,
-                tier,
-                stage,
-            };
-            agg.add(
-                &day,
-                &cell.row(),
-                &[(field::SERVED, 1), (field::VALUE_SERVED, bid.value_minor)],
-                Some(&subject.0),
-            );
-            served[*i] += 1;
-        }
-        // One update per call's arm row: the call itself, then what it got into the slate.
-        for ((run, value), served) in runs.iter().zip(slate_value).zip(served) {
-            let [a, b, c, d, e, f] = call_fields(&run.outcome, run.fuel_used, run.latency);
-            let fields = [
-                a,
-                b,
-                c,
-                d,
-                e,
-                f,
-                (field::SLATE_VALUE, value),
-                (field::SLATE_VALUE_SQ, value.saturating_mul(value)),
-                (field::SERVED, served),
-            ];
-            // A run that served nothing adds no `served` field, as before.
-            let fields = if served > 0 {
-                &fields[..]
-            } else {
-                &fields[..8]
-            };
-            agg.add(&run.plugin.arm_bucket, &run.variant.arm_row, fields, None);
-        }
-    }
-
     /// Aggregates of a new event.
     fn count_event(&self, record: &SlateRecord, offer: &ServedOffer, kind: EventType) {
         let fields: &[(&'static str, u64)] = match kind {
@@ -1011,6 +952,7 @@ impl SlateService {
 
     /// Writes pending aggregates to the store; on failure keeps them for the next try.
     pub async fn flush_aggregates(&self) -> Result<(), crate::store::StoreError> {
+        self.settle();
         let adds = self.aggregates.take();
         if adds.is_empty() {
             return Ok(());
@@ -1039,6 +981,102 @@ fn cores() -> usize {
 }
 
 /// A tier or stage as a label (`unknown` when absent).
+/// What a slate adds to metrics and aggregates beyond its calls (counted as they finish):
+/// its runs' drops and served offers, and each run's call and slate value.
+struct Tally {
+    metrics: Arc<Metrics>,
+    aggregates: Arc<Aggregator>,
+    /// Run index, offer id and value of each offer served.
+    served: Vec<(usize, String, u64)>,
+    placement: String,
+    subject: SubjectKey,
+    tier: String,
+    stage: String,
+    /// The issuer-local day the slate was served.
+    day: time::Date,
+}
+
+impl Tally {
+    fn count(&self, runs: &[rank::PluginRun]) {
+        let placement = self.placement.as_str();
+        let day = crate::report::agg_bucket(&day_string(self.day));
+        for run in runs {
+            // One metric update per reason, not per bid.
+            let mut by_reason: Vec<(DropReason, u64)> = Vec::new();
+            for d in &run.dropped {
+                match by_reason.iter_mut().find(|(r, _)| *r == d.reason) {
+                    Some((_, n)) => *n += 1,
+                    None => by_reason.push((d.reason, 1)),
+                }
+            }
+            for (reason, n) in by_reason {
+                if reason == DropReason::Capped {
+                    self.metrics
+                        .caps_hit
+                        .get_or_create(&PlacementLabels {
+                            partner: run.plugin.partner.clone(),
+                            placement: placement.to_string(),
+                        })
+                        .inc_by(n);
+                }
+                run.variant.metrics.dropped(reason, n);
+            }
+        }
+        // One lock for the slate's dozen additions.
+        let mut agg = self.aggregates.batch();
+        let mut slate_value = vec![0u64; runs.len()];
+        let mut served = vec![0u64; runs.len()];
+        for (i, offer, value) in &self.served {
+            let run = &runs[*i];
+            slate_value[*i] += value;
+            run.variant.metrics.served(placement);
+            let cell = Cell {
+                partner: &run.plugin.partner,
+                plugin: &run.variant.info.name,
+                version: &run.variant.version,
+                offer,
+                placement,
+                tier: &self.tier,
+                stage: &self.stage,
+            };
+            agg.add(
+                &day,
+                &cell.row(),
+                &[(field::SERVED, 1), (field::VALUE_SERVED, *value)],
+                Some(&self.subject.0),
+            );
+            served[*i] += 1;
+        }
+        // One update per call's arm row: the call itself, then what it got into the slate.
+        for ((run, value), served) in runs.iter().zip(slate_value).zip(served) {
+            let [a, b, c, d, e, f] = call_fields(&run.outcome, run.fuel_used, run.latency);
+            let fields = [
+                a,
+                b,
+                c,
+                d,
+                e,
+                f,
+                (field::SLATE_VALUE, value),
+                (field::SLATE_VALUE_SQ, value.saturating_mul(value)),
+                (field::SERVED, served),
+            ];
+            // A run that served nothing adds no `served` field, as before.
+            let fields = if served > 0 {
+                &fields[..]
+            } else {
+                &fields[..8]
+            };
+            agg.add(&run.plugin.arm_bucket, &run.variant.arm_row, fields, None);
+        }
+    }
+}
+
+/// `d` as `YYYY-MM-DD`.
+fn day_string(d: time::Date) -> String {
+    format!("{:04}-{:02}-{:02}", d.year(), d.month() as u8, d.day())
+}
+
 fn label<T: Serialize>(value: &Option<T>) -> String {
     value
         .as_ref()

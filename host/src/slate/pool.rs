@@ -7,6 +7,9 @@
 //! A thread watching for work takes it within a microsecond. Watching threads yield
 //! their core on every turn, and no more threads watch than there are cores not running
 //! calls: spinning beside a working thread would only take turns from it.
+//!
+//! Watching threads also run chores: short bookkeeping a slate hands over once it is
+//! answered (see [`FanoutPool::chore`]), between looks for helper work.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering, fence};
@@ -26,6 +29,10 @@ pub(crate) struct FanoutPool {
     /// Tasks for parked threads, or a nudge to look at `hot`.
     cold: Sender<Job>,
     threads: usize,
+    /// Chores for watching threads, and the same queue's other end, to take one back
+    /// when every watcher stopped before it could see it.
+    chores: Sender<Task>,
+    chores_back: Receiver<Task>,
     /// Threads watching `hot`.
     watching: Arc<AtomicUsize>,
 }
@@ -38,11 +45,13 @@ impl FanoutPool {
         let threads = threads.max(1);
         let (hot, hot_rx) = unbounded::<Task>();
         let (cold, cold_rx) = unbounded::<Job>();
+        let (chores, chores_rx) = unbounded::<Task>();
         let watching = Arc::new(AtomicUsize::new(0));
         for n in 0..threads {
             let worker = Worker {
                 hot: hot_rx.clone(),
                 cold: cold_rx.clone(),
+                chores: chores_rx.clone(),
                 nudge: cold.clone(),
                 watching: watching.clone(),
                 busy: busy.clone(),
@@ -56,6 +65,8 @@ impl FanoutPool {
         FanoutPool {
             hot,
             cold,
+            chores,
+            chores_back: chores_rx,
             threads,
             watching,
         }
@@ -79,6 +90,25 @@ impl FanoutPool {
             let _ = self.cold.send(Job::Look);
         }
     }
+
+    /// Hands `task`, a chore of a few microseconds, to a thread watching for work;
+    /// gives it back when no thread is watching, for the caller to run: waking a parked
+    /// thread would cost more than the chore. A helper task sent meanwhile waits for the
+    /// chore to finish, so chores must be short.
+    pub(crate) fn chore(&self, task: Task) -> Option<Task> {
+        if self.watching.load(Ordering::SeqCst) == 0 {
+            return Some(task);
+        }
+        let _ = self.chores.send(task);
+        // Pairs with the fence in `Worker::run`: either the thread that stopped watching
+        // runs the chore before it parks, or this sees that nobody is watching and takes
+        // a chore back (this one, or one the watchers have not reached).
+        fence(Ordering::SeqCst);
+        if self.watching.load(Ordering::SeqCst) == 0 {
+            return self.chores_back.try_recv().ok();
+        }
+        None
+    }
 }
 
 impl Drop for FanoutPool {
@@ -101,6 +131,7 @@ enum Job {
 struct Worker {
     hot: Receiver<Task>,
     cold: Receiver<Job>,
+    chores: Receiver<Task>,
     /// To wake a parked thread for a task this one cannot take.
     nudge: Sender<Job>,
     watching: Arc<AtomicUsize>,
@@ -143,8 +174,19 @@ impl Worker {
                         self.watching.fetch_add(1, Ordering::SeqCst);
                         until = Instant::now() + WATCH;
                     }
-                    Err(_) if stop => break,
-                    Err(_) => std::thread::yield_now(),
+                    Err(_) if stop => {
+                        // Nobody may be left to run what was handed to watchers.
+                        while let Ok(chore) = self.chores.try_recv() {
+                            run(chore);
+                        }
+                        break;
+                    }
+                    // Still counted as watching: a helper task sent meanwhile is taken
+                    // as soon as the chore is done.
+                    Err(_) => match self.chores.try_recv() {
+                        Ok(chore) => run(chore),
+                        Err(_) => std::thread::yield_now(),
+                    },
                 }
             }
         }
@@ -161,5 +203,51 @@ fn run(task: Task) {
     // A panic in one call must not take a worker away for good.
     if std::panic::catch_unwind(std::panic::AssertUnwindSafe(task)).is_err() {
         tracing::error!("a fan-out task panicked");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+
+    /// Every chore runs exactly once: on a watching thread, or given back to the caller
+    /// when none is watching, whichever way the race with a thread that stops watching
+    /// goes.
+    #[test]
+    fn chores_run_once_whoever_runs_them() {
+        let pool = FanoutPool::new(2, Arc::new(AtomicUsize::new(0)), 2);
+        let (ran, runs) = mpsc::channel::<usize>();
+        let mut given_back = 0;
+        let mut handed_over = 0;
+        for n in 0..2000 {
+            if n % 50 == 0 {
+                // A task leaves its thread watching for a while; chores are handed to it
+                // then, and given back once it has stopped.
+                pool.spawn(|| {});
+            }
+            let ran = ran.clone();
+            match pool.chore(Box::new(move || ran.send(n).unwrap())) {
+                Some(chore) => {
+                    given_back += 1;
+                    chore();
+                }
+                None => handed_over += 1,
+            }
+            if n % 7 == 0 {
+                std::thread::sleep(Duration::from_micros(40));
+            }
+        }
+        let mut seen = vec![0u32; 2000];
+        for _ in 0..2000 {
+            let n = runs
+                .recv_timeout(Duration::from_secs(5))
+                .expect("every chore runs");
+            seen[n] += 1;
+        }
+        assert!(seen.iter().all(|&k| k == 1), "a chore ran twice");
+        assert!(runs.try_recv().is_err(), "a chore ran twice");
+        assert!(given_back > 0, "with nobody watching, chores come back");
+        assert!(handed_over > 0, "a watching thread takes chores");
     }
 }
