@@ -35,7 +35,9 @@ use crate::model::{Bid, DropReason, FieldError, Offer};
 use crate::registry::Registry;
 use crate::report::{Aggregator, Cell, field};
 use crate::sandbox::{LogLine, Outcome};
-use crate::store::{Recorded, ServedOffer, SlateRecord, Store, SubjectKey};
+use crate::store::{
+    Recorded, ServedOffer, ServedOfferRef, SlateRecord, SlateRecordRef, Store, SubjectKey,
+};
 use caps::{CapCheck, OfferKeys, Retention};
 use fanout::{Call, Done};
 use profile::Profile;
@@ -598,6 +600,44 @@ impl SlateService {
 
         let tier = label(&derived.tier);
         let stage = label(&derived.lifecycle);
+        let record = SlateRecordRef {
+            slate_id: &slate_id,
+            subject: &subject,
+            placement: &placement.id,
+            served_at,
+            expires_at: served_at + self.config.slate.retention_hours * 3600,
+            offers: (picked.iter())
+                .map(|(i, bid, _)| {
+                    let run = &runs[*i];
+                    ServedOfferRef {
+                        partner: &run.plugin.partner,
+                        plugin: &run.variant.info.name,
+                        plugin_version: &run.variant.version,
+                        offer_id: &bid.offer.id,
+                        category: &bid.offer.category,
+                        value_minor: bid.value_minor,
+                        arm: &run.variant.arm_row,
+                    }
+                })
+                .collect(),
+            tier: &tier,
+            stage: &stage,
+        };
+        let saved = if record.offers.is_empty() {
+            Ok(())
+        } else if let Some(pending) = &self.pending_slates {
+            if pending.add(&record) {
+                Ok(())
+            } else {
+                Err(crate::store::StoreError::Backend(format!(
+                    "{} slate records are waiting for the store; refusing more",
+                    records::MAX_PENDING
+                )))
+            }
+        } else {
+            let record = record.to_record();
+            self.io_for(&mut busy, move |s| s.save_slate(&record)).await
+        };
         // What the slate adds to metrics and aggregates: counted once it is answered.
         let tally = Tally {
             metrics: self.metrics.clone(),
@@ -607,35 +647,10 @@ impl SlateService {
                 .map(|(i, bid, _)| (*i, bid.offer.id.clone(), bid.value_minor))
                 .collect(),
             placement: placement.id.clone(),
-            subject: subject.clone(),
-            tier: tier.clone(),
-            stage: stage.clone(),
-            day: self.local_time(now).date(),
-        };
-
-        let record = SlateRecord {
-            slate_id: slate_id.clone(),
+            subject,
             tier,
             stage,
-            subject: subject.clone(),
-            placement: placement.id.clone(),
-            served_at,
-            expires_at: served_at + self.config.slate.retention_hours * 3600,
-            offers: picked
-                .iter()
-                .map(|(i, bid, _)| {
-                    let run = &runs[*i];
-                    ServedOffer {
-                        partner: run.plugin.partner.clone(),
-                        plugin: run.variant.info.name.clone(),
-                        plugin_version: run.variant.version.clone(),
-                        offer_id: bid.offer.id.clone(),
-                        category: bid.offer.category.clone(),
-                        value_minor: bid.value_minor,
-                        arm: run.variant.arm_row.clone(),
-                    }
-                })
-                .collect(),
+            day: self.local_time(now).date(),
         };
         // The picked bids are not needed past this point: their offers move into the slate.
         slate.offers = picked
@@ -654,20 +669,6 @@ impl SlateService {
                 }
             })
             .collect();
-        let saved = if record.offers.is_empty() {
-            Ok(())
-        } else if let Some(pending) = &self.pending_slates {
-            if pending.add(record) {
-                Ok(())
-            } else {
-                Err(crate::store::StoreError::Backend(format!(
-                    "{} slate records are waiting for the store; refusing more",
-                    records::MAX_PENDING
-                )))
-            }
-        } else {
-            self.io_for(&mut busy, move |s| s.save_slate(&record)).await
-        };
         if let Err(e) = saved {
             tracing::error!(error = %e, "could not save slate; events for it will be refused");
             slate
@@ -792,11 +793,9 @@ impl SlateService {
             return Err(FieldError::new("event_id", "must be 1..=128 bytes").into());
         }
         let now = self.clock.unix();
-        let pending = self
-            .pending_slates
-            .as_ref()
-            .and_then(|p| p.get(&ev.slate_id))
-            .filter(|r| r.expires_at > now);
+        let pending = (self.pending_slates.as_ref())
+            .and_then(|p| p.get(&ev.slate_id, now))
+            .transpose()?;
         let record = match pending {
             Some(record) => Some(record),
             None => self.store.slate(&ev.slate_id, now)?,

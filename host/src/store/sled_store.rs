@@ -8,7 +8,10 @@ use sled::transaction::{ConflictableTransactionError, TransactionError};
 
 use std::collections::BTreeMap;
 
-use super::{CounterAdd, CounterRow, SlateRecord, Store, StoreError, SubjectKey, backend, decode};
+use super::{
+    CounterAdd, CounterRow, SlateRecord, Store, StoreError, SubjectKey, backend, decode,
+    decode_slate, encode_slate,
+};
 use crate::slate::caps::{CapHistory, Retention};
 use crate::slate::profile::Profile;
 
@@ -32,17 +35,6 @@ pub struct SledStore {
 
 fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     serde_json::to_vec(value).expect("store records serialize")
-}
-
-/// First byte of a slate record in the compact form: [`SLATE_COMPACT`], then the record
-/// in postcard (fields in declaration order, no names). Slate records are most of what
-/// this store writes, one per slate served, and every byte written costs a core some
-/// time in sled's write-back; the compact form is under half the size of JSON. A change
-/// to [`SlateRecord`]'s fields needs a new tag, with the old one still read.
-const SLATE_COMPACT: u8 = 1;
-
-fn encode_slate(slate: &SlateRecord) -> Vec<u8> {
-    postcard::to_extend(slate, vec![SLATE_COMPACT]).expect("slate records serialize")
 }
 
 /// The key of the window holding slate `slate_id`'s record: the 1.024 ms its slate
@@ -115,19 +107,6 @@ fn entries(window: &[u8]) -> impl Iterator<Item = Result<(&[u8], &[u8]), String>
         }
         Some(entry)
     })
-}
-
-/// A slate record in either form: compact, or the JSON written before it (starts `{`).
-fn decode_slate(key: &str, bytes: &[u8]) -> Result<SlateRecord, StoreError> {
-    match bytes.split_first() {
-        Some((&SLATE_COMPACT, rest)) => {
-            postcard::from_bytes(rest).map_err(|e| StoreError::Corrupt {
-                key: key.to_string(),
-                message: format!("compact slate record: {e}"),
-            })
-        }
-        _ => decode(key, bytes),
-    }
 }
 
 const REV: &[u8] = b"rev";
@@ -218,18 +197,24 @@ impl Store for SledStore {
     }
 
     fn save_slates(&self, slates: &[&SlateRecord]) -> Result<(), StoreError> {
+        let encoded: Vec<Vec<u8>> = slates.iter().map(|s| encode_slate(*s)).collect();
+        let slates: Vec<(&str, &[u8])> = (slates.iter().zip(&encoded))
+            .map(|(s, bytes)| (s.slate_id.as_str(), bytes.as_slice()))
+            .collect();
+        self.save_encoded_slates(&slates)
+    }
+
+    fn save_encoded_slates(&self, slates: &[(&str, &[u8])]) -> Result<(), StoreError> {
         let mut windows: BTreeMap<[u8; 8], Vec<u8>> = BTreeMap::new();
-        for slate in slates {
-            match slate_window(&slate.slate_id) {
-                Some(window) => push_entry(
-                    windows.entry(window).or_default(),
-                    slate.slate_id.as_bytes(),
-                    &encode_slate(slate),
-                ),
+        for (id, record) in slates {
+            match slate_window(id) {
+                Some(window) => {
+                    push_entry(windows.entry(window).or_default(), id.as_bytes(), record)
+                }
                 // Every id the service makes has a window; any other is kept by itself.
                 None => {
                     self.slates
-                        .insert(slate.slate_id.as_bytes(), encode_slate(slate))
+                        .insert(id.as_bytes(), *record)
                         .map_err(backend)?;
                 }
             }
