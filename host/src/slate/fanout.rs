@@ -119,8 +119,12 @@ struct Batch {
     context: Context,
     /// The next call to take.
     next: AtomicUsize,
-    /// Threads working on the batch, the request's own included.
+    /// Threads working on the batch, the request's own included, counted when asked for.
     workers: AtomicUsize,
+    /// Helpers that have started on the batch.
+    started_helpers: AtomicUsize,
+    /// Whether a parked thread has been woken for a helper that did not start.
+    woken: AtomicBool,
     started: Instant,
     budget: Duration,
     results: Vec<Mutex<Option<Done>>>,
@@ -167,13 +171,15 @@ impl Fanout {
             context,
             next: AtomicUsize::new(0),
             workers: AtomicUsize::new(1),
+            started_helpers: AtomicUsize::new(0),
+            woken: AtomicBool::new(false),
             started,
             budget,
             finished: AtomicUsize::new(0),
             waiter: std::thread::current(),
             parked: AtomicBool::new(false),
         });
-        self.take_calls(&batch);
+        self.take_calls(&batch, true);
         let mut accounted = vec![false; total];
         self.wait(&batch, started + budget, &mut accounted, account);
 
@@ -250,13 +256,14 @@ impl Fanout {
     /// A helper's turn on `batch`.
     fn work(self: &Arc<Self>, batch: &Arc<Batch>) {
         let _busy = self.busy();
-        self.take_calls(batch);
+        batch.started_helpers.fetch_add(1, Ordering::Relaxed);
+        self.take_calls(batch, false);
     }
 
     /// Takes calls off `batch` until none is left or the slate's budget is spent. Each
     /// call runs with its deadline cut to what is left of the budget; one stopped by that
-    /// cut, not by its own deadline, is reported `late`.
-    fn take_calls(self: &Arc<Self>, batch: &Arc<Batch>) {
+    /// cut, not by its own deadline, is reported `late`. `own`: on the request's thread.
+    fn take_calls(self: &Arc<Self>, batch: &Arc<Batch>, own: bool) {
         let total = batch.calls.len();
         loop {
             let i = batch.next.fetch_add(1, Ordering::Relaxed);
@@ -276,6 +283,24 @@ impl Fanout {
             {
                 batch.waiter.unpark();
             }
+            if own {
+                self.wake_if_unhelped(batch);
+            }
+        }
+    }
+
+    /// After a call of its own: if the helper asked for has not started (the thread
+    /// watching for it lost its core, to a background thread writing to disk for
+    /// instance, and the request would make every call itself), wakes a parked thread,
+    /// once per slate, while calls are left and a core is free.
+    fn wake_if_unhelped(&self, batch: &Batch) {
+        let asked = batch.workers.load(Ordering::Relaxed) - 1;
+        if asked > batch.started_helpers.load(Ordering::Relaxed)
+            && batch.next.load(Ordering::Relaxed) < batch.calls.len()
+            && self.active.load(Ordering::Relaxed) < self.cores
+            && !batch.woken.swap(true, Ordering::Relaxed)
+        {
+            self.pool.wake_one();
         }
     }
 

@@ -91,6 +91,12 @@ impl FanoutPool {
         }
     }
 
+    /// Wakes a parked thread to look for tasks: for a task sent to a watching thread
+    /// that has not taken it (its thread lost its core to another).
+    pub(crate) fn wake_one(&self) {
+        let _ = self.cold.send(Job::Look);
+    }
+
     /// Hands `task`, a chore of a few microseconds, to a thread watching for work;
     /// gives it back when no thread is watching, for the caller to run: waking a parked
     /// thread would cost more than the chore. A helper task sent meanwhile waits for the
