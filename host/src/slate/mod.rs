@@ -205,6 +205,8 @@ pub struct SlateService {
     /// Slate records not yet written (embedded store only; see [`records`]).
     pending_slates: Option<records::PendingSlates>,
     pub(crate) metrics: Arc<Metrics>,
+    /// Each configured placement's slate metrics, looked up once.
+    placement_metrics: HashMap<String, PlacementMetrics>,
     pub(crate) aggregates: Arc<Aggregator>,
     pub(crate) noise_secret: std::sync::OnceLock<Vec<u8>>,
 }
@@ -223,8 +225,13 @@ impl SlateService {
             .iter()
             .filter_map(|d| time::Date::parse(d, format).ok())
             .collect();
+        let metrics = registry.metrics().clone();
+        let placement_metrics = (config.placements.iter())
+            .map(|p| (p.id.clone(), PlacementMetrics::new(&metrics, &p.id)))
+            .collect();
         SlateService {
-            metrics: registry.metrics().clone(),
+            metrics,
+            placement_metrics,
             aggregates: Arc::default(),
             noise_secret: std::sync::OnceLock::new(),
             retention: Retention::for_caps(&config.caps),
@@ -339,19 +346,26 @@ impl SlateService {
         } else {
             "served"
         };
-        self.metrics
-            .slate_seconds
-            .get_or_create(&PlacementOnly {
-                placement: slate.placement.clone(),
-            })
-            .observe(started.elapsed().as_secs_f64());
-        self.metrics
-            .slates
-            .get_or_create(&SlateLabels {
-                placement: slate.placement.clone(),
-                result,
-            })
-            .inc();
+        let elapsed = started.elapsed().as_secs_f64();
+        match self.placement_metrics.get(&slate.placement) {
+            Some(m) => {
+                m.seconds.observe(elapsed);
+                m.slates[result].inc();
+            }
+            None => {
+                (self.metrics.slate_seconds)
+                    .get_or_create(&PlacementOnly {
+                        placement: slate.placement.clone(),
+                    })
+                    .observe(elapsed);
+                (self.metrics.slates)
+                    .get_or_create(&SlateLabels {
+                        placement: slate.placement.clone(),
+                        result,
+                    })
+                    .inc();
+            }
+        }
         Ok(slate)
     }
 
@@ -386,7 +400,7 @@ impl SlateService {
     async fn build_slate(&self, req: SlateRequest) -> Result<Slate, SlateError> {
         let mut busy = self.fanout.busy();
         self.validate(&req)?;
-        let placement = self.placement(&req.placement)?.clone();
+        let placement = self.placement(&req.placement)?;
         let subject = self.subject_key(&req.subject);
         let now = self.clock.now();
         let slate_id = new_slate_id(&subject, now.unix_timestamp_nanos());
@@ -481,9 +495,7 @@ impl SlateService {
                 quarantine.push((call.plugin.key.clone(), reason));
             }
         };
-        let finished = self
-            .fan_out(calls, &derived, &placement, &mut account)
-            .await;
+        let finished = self.fan_out(calls, &derived, placement, &mut account).await;
         for (key, reason) in quarantine {
             let registry = self.registry.clone();
             tracing::warn!(plugin = %key, %reason, "quarantining plugin");
@@ -596,7 +608,7 @@ impl SlateService {
             None
         };
         let explain = slate.diagnostics.is_some();
-        let picked = rank::rank(&mut runs, &placement, slots, explain, cap_check, reserve);
+        let picked = rank::rank(&mut runs, placement, slots, explain, cap_check, reserve);
 
         let tier = label(&derived.tier);
         let stage = label(&derived.lifecycle);
@@ -979,7 +991,35 @@ fn cores() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get())
 }
 
-/// A tier or stage as a label (`unknown` when absent).
+/// A placement's series of the slate metrics: a slate updates them without building and
+/// hashing label sets.
+struct PlacementMetrics {
+    seconds: prometheus_client::metrics::histogram::Histogram,
+    /// By result: `served`, `empty`, `suppressed`.
+    slates: HashMap<&'static str, prometheus_client::metrics::counter::Counter>,
+}
+
+impl PlacementMetrics {
+    fn new(metrics: &Metrics, placement: &str) -> PlacementMetrics {
+        let seconds = (metrics.slate_seconds)
+            .get_or_create(&PlacementOnly {
+                placement: placement.to_string(),
+            })
+            .clone();
+        let slates = ["served", "empty", "suppressed"]
+            .into_iter()
+            .map(|result| {
+                let labels = SlateLabels {
+                    placement: placement.to_string(),
+                    result,
+                };
+                (result, metrics.slates.get_or_create(&labels).clone())
+            })
+            .collect();
+        PlacementMetrics { seconds, slates }
+    }
+}
+
 /// What a slate adds to metrics and aggregates beyond its calls (counted as they finish):
 /// its runs' drops and served offers, and each run's call and slate value.
 struct Tally {
@@ -1076,12 +1116,12 @@ fn day_string(d: time::Date) -> String {
     format!("{:04}-{:02}-{:02}", d.year(), d.month() as u8, d.day())
 }
 
+/// A tier or stage as a label (`unknown` when absent).
 fn label<T: Serialize>(value: &Option<T>) -> String {
-    value
-        .as_ref()
-        .and_then(|v| serde_json::to_value(v).ok())
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_else(|| "unknown".into())
+    match value.as_ref().map(serde_json::to_value) {
+        Some(Ok(serde_json::Value::String(s))) => s,
+        _ => "unknown".into(),
+    }
 }
 
 fn keys_of(partner: &str, bid: &Bid) -> OfferKeys {
