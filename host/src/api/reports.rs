@@ -30,7 +30,7 @@ use crate::store::StoreError;
     responses((status = 200, description = "The metrics", body = String, content_type = "application/openmetrics-text")),
 )]
 pub(super) async fn metrics(State(state): State<AppState>) -> Response {
-    state.settle();
+    state.settle().await;
     (
         [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
         state.metrics().encode(),

@@ -14,10 +14,14 @@
 //! - a call still running after [`STUCK`] (a plugin hanging until its deadline) brings in
 //!   another thread whatever those limits say, so the calls behind it are not made late;
 //! - helpers hand results back through slots and a counter; the request's thread is woken
-//!   only by the last result, and only if it is not already watching for it.
+//!   only by the last result, and only if it is not already watching for it;
+//! - a helper handed to a watching thread that has lost its core (to a background thread,
+//!   for milliseconds) is not waited for: after one call of its own the request wakes a
+//!   parked thread instead, once per slate.
 //!
 //! Each worker also derives its call's features and screens its bids, so that work is
-//! spread over the cores too.
+//! spread over the cores too. Once a slate is answered, its bookkeeping is a chore for a
+//! watching thread ([`Fanout::chore`]), whose core is otherwise idle.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -92,17 +96,55 @@ pub(super) struct Fanout {
     /// workers on one slate (the request's own included), a helper would only take
     /// turns with a thread that is already working.
     cores: usize,
-    /// Chores handed over and finished (see [`Fanout::chore`]).
-    chores_started: AtomicUsize,
-    chores_finished: AtomicUsize,
+    /// Chores handed over and not yet finished (see [`Fanout::chore`]).
+    chores: ChoreCount,
+}
+
+/// Chores in flight, in two generations, so that a reader can wait for the chores handed
+/// over before it without also waiting for those handed over since.
+#[derive(Default)]
+struct ChoreCount {
+    generation: AtomicUsize,
+    in_flight: [AtomicUsize; 2],
+}
+
+impl ChoreCount {
+    /// Counts a chore in; pass the slot returned to [`ChoreCount::finish`].
+    fn start(&self) -> usize {
+        loop {
+            let generation = self.generation.load(Ordering::SeqCst);
+            let slot = generation & 1;
+            self.in_flight[slot].fetch_add(1, Ordering::SeqCst);
+            // A generation turned in between would not wait for this count: count it in
+            // the new one instead.
+            if self.generation.load(Ordering::SeqCst) == generation {
+                return slot;
+            }
+            self.in_flight[slot].fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    fn finish(&self, slot: usize) {
+        self.in_flight[slot].fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// Starts a new generation; returns the slot of the chores counted in before, to
+    /// wait on with [`ChoreCount::drained`]. One caller at a time.
+    fn turn(&self) -> usize {
+        self.generation.fetch_add(1, Ordering::SeqCst) & 1
+    }
+
+    fn drained(&self, slot: usize) -> bool {
+        self.in_flight[slot].load(Ordering::SeqCst) == 0
+    }
 }
 
 /// Counts a chore finished when dropped, even if it panicked.
-struct ChoreDone(Arc<Fanout>);
+struct ChoreDone(Arc<Fanout>, usize);
 
 impl Drop for ChoreDone {
     fn drop(&mut self) {
-        self.0.chores_finished.fetch_add(1, Ordering::SeqCst);
+        self.0.chores.finish(self.1);
     }
 }
 
@@ -123,6 +165,9 @@ struct Batch {
     workers: AtomicUsize,
     /// Helpers that have started on the batch.
     started_helpers: AtomicUsize,
+    /// Whether a helper was handed to a watching thread (rather than to a parked one,
+    /// which is being woken anyway).
+    handed_to_watcher: AtomicBool,
     /// Whether a parked thread has been woken for a helper that did not start.
     woken: AtomicBool,
     started: Instant,
@@ -144,8 +189,7 @@ impl Fanout {
             pool: FanoutPool::new(threads, active.clone(), cores),
             active,
             cores,
-            chores_started: AtomicUsize::new(0),
-            chores_finished: AtomicUsize::new(0),
+            chores: ChoreCount::default(),
         }
     }
 
@@ -172,6 +216,7 @@ impl Fanout {
             next: AtomicUsize::new(0),
             workers: AtomicUsize::new(1),
             started_helpers: AtomicUsize::new(0),
+            handed_to_watcher: AtomicBool::new(false),
             woken: AtomicBool::new(false),
             started,
             budget,
@@ -232,8 +277,7 @@ impl Fanout {
     /// Runs `task`, a few microseconds of a slate's bookkeeping once it is answered, on a
     /// pool thread watching for work if one is (its core is otherwise idle), else here.
     pub(super) fn chore(self: &Arc<Self>, task: impl FnOnce() + Send + 'static) {
-        self.chores_started.fetch_add(1, Ordering::SeqCst);
-        let done = ChoreDone(self.clone());
+        let done = ChoreDone(self.clone(), self.chores.start());
         let task = Box::new(move || {
             let _done = done;
             task();
@@ -243,14 +287,15 @@ impl Fanout {
         }
     }
 
-    /// Waits until as many chores have finished as had been handed over when it was
-    /// called (at most a second), so that what they count can be read.
-    pub(super) fn settle(&self) {
-        let target = self.chores_started.load(Ordering::SeqCst);
-        let until = Instant::now() + Duration::from_secs(1);
-        while self.chores_finished.load(Ordering::SeqCst) < target && Instant::now() < until {
-            std::thread::yield_now();
-        }
+    /// Starts waiting for the chores handed over so far: the slot to pass to
+    /// [`Fanout::chores_drained`]. One waiter at a time.
+    pub(super) fn turn_chores(&self) -> usize {
+        self.chores.turn()
+    }
+
+    /// Whether every chore counted in `slot` has finished.
+    pub(super) fn chores_drained(&self, slot: usize) -> bool {
+        self.chores.drained(slot)
     }
 
     /// A helper's turn on `batch`.
@@ -289,13 +334,16 @@ impl Fanout {
         }
     }
 
-    /// After a call of its own: if the helper asked for has not started (the thread
-    /// watching for it lost its core, to a background thread writing to disk for
-    /// instance, and the request would make every call itself), wakes a parked thread,
-    /// once per slate, while calls are left and a core is free.
+    /// After a call of its own: if a helper handed to a watching thread has not started
+    /// (that thread lost its core, to a background thread writing to disk for instance,
+    /// and the request would make every call itself), wakes a parked thread, once per
+    /// slate, while calls are left and a core is free. The loads are relaxed: a stale
+    /// one costs at most one wake-up too many or too few.
     fn wake_if_unhelped(&self, batch: &Batch) {
+        // `workers` counts the request's own thread and never falls.
         let asked = batch.workers.load(Ordering::Relaxed) - 1;
-        if asked > batch.started_helpers.load(Ordering::Relaxed)
+        if batch.handed_to_watcher.load(Ordering::Relaxed)
+            && asked > batch.started_helpers.load(Ordering::Relaxed)
             && batch.next.load(Ordering::Relaxed) < batch.calls.len()
             && self.active.load(Ordering::Relaxed) < self.cores
             && !batch.woken.swap(true, Ordering::Relaxed)
@@ -315,8 +363,10 @@ impl Fanout {
 
     /// A pool thread's turn on `batch`.
     fn helper(self: &Arc<Self>, batch: &Arc<Batch>) {
-        let (fanout, batch) = (self.clone(), batch.clone());
-        self.pool.spawn(move || fanout.work(&batch));
+        let (fanout, work) = (self.clone(), batch.clone());
+        if self.pool.spawn(move || fanout.work(&work)) {
+            batch.handed_to_watcher.store(true, Ordering::Relaxed);
+        }
     }
 
     /// Brings one more helper onto `batch`, unless it has all it may have or every core
@@ -448,5 +498,31 @@ impl Busy<'_> {
 impl Drop for Busy<'_> {
     fn drop(&mut self) {
         self.idle();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ChoreCount;
+
+    /// A reader waits for the chores handed over before it, however many later ones have
+    /// finished meanwhile, and not for the later ones.
+    #[test]
+    fn waiting_for_chores_counts_the_ones_handed_over_before() {
+        let chores = ChoreCount::default();
+        let early = chores.start();
+        let slot = chores.turn();
+        let late = chores.start();
+        chores.finish(late);
+        assert!(!chores.drained(slot), "an earlier chore is still running");
+        let later = chores.start();
+        chores.finish(early);
+        assert!(chores.drained(slot), "a later chore is not waited for");
+
+        // The next reader waits for the chore started after the first one turned.
+        let next = chores.turn();
+        assert!(!chores.drained(next));
+        chores.finish(later);
+        assert!(chores.drained(next));
     }
 }

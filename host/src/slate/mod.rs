@@ -209,7 +209,12 @@ pub struct SlateService {
     placement_metrics: HashMap<String, PlacementMetrics>,
     pub(crate) aggregates: Arc<Aggregator>,
     pub(crate) noise_secret: std::sync::OnceLock<Vec<u8>>,
+    /// One [`SlateService::settle`] at a time.
+    settling: tokio::sync::Mutex<()>,
 }
+
+/// Longest [`SlateService::settle`] waits.
+const SETTLE_MAX: Duration = Duration::from_secs(1);
 
 impl SlateService {
     /// A service over `deployment`.
@@ -234,6 +239,7 @@ impl SlateService {
             placement_metrics,
             aggregates: Arc::default(),
             noise_secret: std::sync::OnceLock::new(),
+            settling: tokio::sync::Mutex::new(()),
             retention: Retention::for_caps(&config.caps),
             config,
             // Enough pool threads that plugins hanging until the slate deadline in
@@ -328,29 +334,50 @@ impl SlateService {
         &self.metrics
     }
 
-    /// Waits for the counting of slates already answered, which finishes on a fan-out
-    /// thread microseconds after the answer: call it before reading metrics or
-    /// aggregates.
-    pub fn settle(&self) {
-        self.fanout.settle();
+    /// Waits for the counts of the slates already answered, which a fan-out thread adds
+    /// just after each answer (microseconds; longer when it is busy with a helper turn
+    /// first): call it before reading metrics or aggregates. Gives up after
+    /// [`SETTLE_MAX`], with a warning.
+    pub async fn settle(&self) {
+        let _one = self.settling.lock().await;
+        let slot = self.fanout.turn_chores();
+        let until = Instant::now() + SETTLE_MAX;
+        let mut turns = 0u32;
+        while !self.fanout.chores_drained(slot) {
+            if Instant::now() >= until {
+                tracing::warn!(
+                    "slate counts still being added after {SETTLE_MAX:?}; reading without them"
+                );
+                return;
+            }
+            // Yield to other tasks while the wait is short, then sleep.
+            turns += 1;
+            if turns < 100 {
+                tokio::task::yield_now().await;
+            } else {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
     }
 
     /// Builds a slate.
     pub async fn slate(&self, req: SlateRequest) -> Result<Slate, SlateError> {
         let started = Instant::now();
         let slate = self.build_slate(req).await?;
-        let result = if slate.suppressed.is_some() {
-            "suppressed"
+        // Its index in `PlacementMetrics::RESULTS`, and the label.
+        let (i, result) = if slate.suppressed.is_some() {
+            (2, "suppressed")
         } else if slate.offers.is_empty() {
-            "empty"
+            (1, "empty")
         } else {
-            "served"
+            (0, "served")
         };
+        debug_assert_eq!(PlacementMetrics::RESULTS[i], result);
         let elapsed = started.elapsed().as_secs_f64();
         match self.placement_metrics.get(&slate.placement) {
             Some(m) => {
                 m.seconds.observe(elapsed);
-                m.slates[result].inc();
+                m.slates[i].inc();
             }
             None => {
                 (self.metrics.slate_seconds)
@@ -963,7 +990,7 @@ impl SlateService {
 
     /// Writes pending aggregates to the store; on failure keeps them for the next try.
     pub async fn flush_aggregates(&self) -> Result<(), crate::store::StoreError> {
-        self.settle();
+        self.settle().await;
         let adds = self.aggregates.take();
         if adds.is_empty() {
             return Ok(());
@@ -991,29 +1018,31 @@ fn cores() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get())
 }
 
-/// A placement's series of the slate metrics: a slate updates them without building and
-/// hashing label sets.
+/// A placement's series of the slate metrics, made when the service starts (so they show,
+/// at zero, before its first slate): a slate updates them without building and hashing
+/// label sets.
 struct PlacementMetrics {
     seconds: prometheus_client::metrics::histogram::Histogram,
-    /// By result: `served`, `empty`, `suppressed`.
-    slates: HashMap<&'static str, prometheus_client::metrics::counter::Counter>,
+    /// By result, in the order of [`PlacementMetrics::RESULTS`].
+    slates: Vec<prometheus_client::metrics::counter::Counter>,
 }
 
 impl PlacementMetrics {
+    const RESULTS: [&'static str; 3] = ["served", "empty", "suppressed"];
+
     fn new(metrics: &Metrics, placement: &str) -> PlacementMetrics {
         let seconds = (metrics.slate_seconds)
             .get_or_create(&PlacementOnly {
                 placement: placement.to_string(),
             })
             .clone();
-        let slates = ["served", "empty", "suppressed"]
-            .into_iter()
+        let slates = (Self::RESULTS.into_iter())
             .map(|result| {
                 let labels = SlateLabels {
                     placement: placement.to_string(),
                     result,
                 };
-                (result, metrics.slates.get_or_create(&labels).clone())
+                metrics.slates.get_or_create(&labels).clone()
             })
             .collect();
         PlacementMetrics { seconds, slates }

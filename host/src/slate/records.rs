@@ -31,7 +31,8 @@ pub const WRITE_EVERY: Duration = Duration::from_millis(50);
 /// How often writes are retried while the store refuses them.
 pub const RETRY_EVERY: Duration = Duration::from_millis(250);
 
-/// Most records held in memory (about 500 bytes each with five offers).
+/// Most records held in memory (under 1 KB each with five offers, its table entry
+/// included).
 pub const MAX_PENDING: usize = 200_000;
 
 /// Largest table kept for the next pass's records: a pass holds about 700 at 14 000
