@@ -368,13 +368,27 @@ async fn bad_report_queries_say_what_is_wrong() {
         ("from=2026-01-01&to=2026-06-05", "at most 92"),
         ("by=offer,colour", "unknown dimension \\\"colour\\\""),
         ("by=", "at least one dimension"),
+        // Parameters the query type itself refuses come back in the same JSON form.
+        ("colour=red", "unknown field `colour`"),
+        ("to=2026-06-05&to=2026-06-06", "duplicate field `to`"),
     ] {
         let (status, body) = host
             .call("GET", &format!("/v1/admin/reports/offers?{query}"), None)
             .await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{query}: {body}");
+        assert_eq!(body["error"]["code"], "invalid-query", "{query}: {body}");
         assert!(body.to_string().contains(needle), "{query}: {body}");
     }
+    let (status, body) = host.call("GET", "/v1/admin/audit?limit=lots", None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["code"], "invalid-query", "{body}");
+    assert!(body.to_string().contains("limit"), "{body}");
+    // A path segment that is not UTF-8 once decoded.
+    let (status, body) = host
+        .call("GET", "/v1/admin/plugins/%FF/airline/health", None)
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["code"], "invalid-path", "{body}");
 }
 
 fn token(banner: &str, name: &str) -> String {

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use axum::Json;
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::openapi::RefOr;
@@ -13,7 +13,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::auth::Caller;
 use super::error::{ErrorBody, read_body};
-use super::{ApiError, ApiJson, AppState};
+use super::{ApiError, ApiJson, ApiPath, ApiQuery, AppState};
 use crate::model::{Bid, Features, RejectedBid, screen_bids};
 use crate::registry::{
     AuditEntry, HealthReport, Partner, PluginEntry, RegistryDoc, RegistryError, Role,
@@ -211,7 +211,7 @@ impl ToSchema for WasmComponent {}
 pub(super) async fn upload(
     State(state): State<AppState>,
     caller: Caller,
-    Path(partner): Path<String>,
+    ApiPath(partner): ApiPath<String>,
     req: Request,
 ) -> Result<(StatusCode, Json<VersionMeta>), ApiError> {
     let actor = caller.require_partner(&partner)?.clone();
@@ -318,7 +318,7 @@ pub(super) fn entry(
 pub(super) async fn show_plugin(
     State(state): State<AppState>,
     caller: Caller,
-    Path((partner, plugin)): Path<(String, String)>,
+    ApiPath((partner, plugin)): ApiPath<(String, String)>,
 ) -> Result<Json<PluginEntry>, ApiError> {
     Ok(Json(entry(&state, &caller, &partner, &plugin)?))
 }
@@ -357,7 +357,7 @@ pub(super) async fn show_plugin(
 pub(super) async fn rollout(
     State(state): State<AppState>,
     caller: Caller,
-    Path((partner, plugin)): Path<(String, String)>,
+    ApiPath((partner, plugin)): ApiPath<(String, String)>,
     ApiJson(action): ApiJson<RolloutAction>,
 ) -> Result<Json<PluginEntry>, ApiError> {
     let actor = caller.require(&[Role::Ops])?.clone();
@@ -394,7 +394,7 @@ pub(super) async fn rollout(
 pub(super) async fn health(
     State(state): State<AppState>,
     caller: Caller,
-    Path((partner, plugin)): Path<(String, String)>,
+    ApiPath((partner, plugin)): ApiPath<(String, String)>,
 ) -> Result<Json<HealthReport>, ApiError> {
     let e = entry(&state, &caller, &partner, &plugin)?;
     Ok(Json(state.registry().health(&e.key())))
@@ -466,7 +466,7 @@ pub(super) struct TestResult {
 pub(super) async fn test(
     State(state): State<AppState>,
     caller: Caller,
-    Path((partner, plugin)): Path<(String, String)>,
+    ApiPath((partner, plugin)): ApiPath<(String, String)>,
     ApiJson(req): ApiJson<TestRequest>,
 ) -> Result<Json<TestResult>, ApiError> {
     let e = entry(&state, &caller, &partner, &plugin)?;
@@ -609,7 +609,7 @@ pub(super) struct Revoked {
 pub(super) async fn revoke_token(
     State(state): State<AppState>,
     caller: Caller,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> Result<Json<Revoked>, ApiError> {
     let actor = caller.require(&[Role::Ops])?.clone();
     let registry = state.registry().clone();
@@ -659,7 +659,7 @@ fn default_limit() -> usize {
 pub(super) async fn audit(
     State(state): State<AppState>,
     caller: Caller,
-    Query(q): Query<AuditQuery>,
+    ApiQuery(q): ApiQuery<AuditQuery>,
 ) -> Result<Json<Vec<AuditEntry>>, ApiError> {
     caller.require(&[Role::Ops])?;
     let registry = state.registry().clone();

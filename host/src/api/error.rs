@@ -1,8 +1,10 @@
-//! The one HTTP error type, and the JSON extractor that names the bad field.
+//! The one HTTP error type, and the extractors (JSON body, query string, path) whose
+//! rejections are answered with it.
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -32,9 +34,9 @@ pub(super) struct ErrorBody<'a> {
 #[derive(Serialize, ToSchema)]
 pub(super) struct ErrorDetail<'a> {
     /// Stable, kebab-case reason code: `invalid-json`, `invalid-field`, `invalid-body`,
-    /// `bad-body`, `body-too-large`, `unsupported-media-type`, `empty`, `unauthorized`,
-    /// `forbidden`, `not-found`, `no-route`, `invalid`, `rejected`, `conflict`,
-    /// `unavailable` or `internal`.
+    /// `bad-body`, `body-too-large`, `unsupported-media-type`, `invalid-query`,
+    /// `invalid-path`, `empty`, `unauthorized`, `forbidden`, `not-found`, `no-route`,
+    /// `invalid`, `rejected`, `conflict`, `unavailable` or `internal`.
     code: &'a str,
     /// What is wrong and, for 4xx, why; 5xx messages say nothing internal.
     message: &'a str,
@@ -134,6 +136,45 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
         }
         let bytes = read_body(req).await?;
         parse_json(&bytes).map(ApiJson)
+    }
+}
+
+/// Query-string extractor whose rejections are [`ApiError`]s: 400 `invalid-query`, saying
+/// which parameter is wrong and why.
+pub struct ApiQuery<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(q)) => Ok(ApiQuery(q)),
+            Err(e) => Err(ApiError::client(
+                StatusCode::BAD_REQUEST,
+                "invalid-query",
+                e.body_text(),
+            )),
+        }
+    }
+}
+
+/// Path-segment extractor whose rejections are [`ApiError`]s: 400 `invalid-path` for a
+/// segment that does not decode (a route that names parameters it lacks is a 500).
+pub struct ApiPath<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(p)) => Ok(ApiPath(p)),
+            Err(e) if e.status().is_server_error() => Err(ApiError::internal(e.body_text())),
+            Err(e) => Err(ApiError::client(
+                StatusCode::BAD_REQUEST,
+                "invalid-path",
+                e.body_text(),
+            )),
+        }
     }
 }
 

@@ -26,7 +26,7 @@ use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
 pub use admin::SIGNATURE_HEADER;
 pub use auth::Caller;
-pub use error::{ApiError, ApiJson, BodyLimit};
+pub use error::{ApiError, ApiJson, ApiPath, ApiQuery, BodyLimit};
 
 use crate::slate::SlateService;
 

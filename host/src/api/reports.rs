@@ -1,7 +1,7 @@
 //! Measurement routes: `/metrics`, offer reports and canary readouts.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -9,7 +9,7 @@ use utoipa::IntoParams;
 
 use super::auth::Caller;
 use super::error::ErrorBody;
-use super::{ApiError, AppState};
+use super::{ApiError, ApiPath, ApiQuery, AppState};
 use crate::registry::Role;
 use crate::report::offers::{self, DayRows, Dim, Report};
 use crate::report::readout::{self, Readout, Versions};
@@ -101,7 +101,7 @@ fn bad(message: String) -> ApiError {
 pub(super) async fn offers(
     State(state): State<AppState>,
     caller: Caller,
-    Query(q): Query<OffersQuery>,
+    ApiQuery(q): ApiQuery<OffersQuery>,
 ) -> Result<Json<Report>, ApiError> {
     let actor = caller.require(&[Role::Ops, Role::Partner])?.clone();
     let partner = match (actor.role, &q.partner) {
@@ -216,7 +216,7 @@ pub(super) async fn offers(
 pub(super) async fn readout(
     State(state): State<AppState>,
     caller: Caller,
-    Path((partner, plugin)): Path<(String, String)>,
+    ApiPath((partner, plugin)): ApiPath<(String, String)>,
 ) -> Result<Json<Readout>, ApiError> {
     caller.require(&[Role::Ops])?;
     let key = format!("{partner}/{plugin}");
