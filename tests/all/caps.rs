@@ -295,6 +295,9 @@ impl Store for FlakyStore {
     fn put_blob(&self, key: &str, bytes: &[u8]) -> Result<(), StoreError> {
         self.inner.put_blob(key, bytes)
     }
+    fn put_blob_if_absent(&self, key: &str, bytes: &[u8]) -> Result<Vec<u8>, StoreError> {
+        self.inner.put_blob_if_absent(key, bytes)
+    }
     fn audit(&self, after: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
         self.inner.audit(after, limit)
     }

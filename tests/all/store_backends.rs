@@ -263,6 +263,25 @@ fn registry_commits_are_compare_and_set_with_audit() {
             Some(b"native".to_vec()),
             "{name}"
         );
+        // A secret created once: racing writers all get the first one stored.
+        let racers: Vec<_> = (0..8u8)
+            .map(|i| {
+                let store = store.clone();
+                std::thread::spawn(move || store.put_blob_if_absent("secret", &[i; 32]).unwrap())
+            })
+            .collect();
+        let kept: Vec<Vec<u8>> = racers.into_iter().map(|t| t.join().unwrap()).collect();
+        assert!(kept.iter().all(|k| *k == kept[0]), "{name}: {kept:?}");
+        assert_eq!(
+            store.blob("secret").unwrap(),
+            Some(kept[0].clone()),
+            "{name}"
+        );
+        assert_eq!(
+            store.put_blob_if_absent("secret", b"later").unwrap(),
+            kept[0],
+            "{name}: the first one stays"
+        );
         let audit = store.audit(0, 10).unwrap();
         assert_eq!(audit.len(), 2, "{name}");
         assert_eq!(audit[1].1, b"audit-2".to_vec(), "{name}");

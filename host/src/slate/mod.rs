@@ -980,9 +980,8 @@ impl SlateService {
                 getrandom::fill(&mut fresh).map_err(|e| {
                     crate::store::StoreError::Backend(format!("no randomness: {e}"))
                 })?;
-                s.put_blob(KEY, &fresh)?;
-                // Read back: when two replicas race, both end up with the one stored.
-                Ok(s.blob(KEY)?.unwrap_or(fresh))
+                // Replicas racing here all keep the first one stored.
+                s.put_blob_if_absent(KEY, &fresh)
             })
             .await?;
         Ok(self.noise_secret.get_or_init(|| secret).clone())

@@ -341,6 +341,10 @@ pub trait Store: Send + Sync + 'static {
     fn blob(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
     /// Stores a blob outside any registry commit (caches such as precompiled artifacts).
     fn put_blob(&self, key: &str, bytes: &[u8]) -> Result<(), StoreError>;
+    /// Stores `bytes` under `key` unless a blob is there already, in one atomic step;
+    /// returns the blob under `key` afterwards. Writers racing to create a shared
+    /// secret all end up with the same one.
+    fn put_blob_if_absent(&self, key: &str, bytes: &[u8]) -> Result<Vec<u8>, StoreError>;
     /// Audit entries with sequence number greater than `after`, oldest first, at most
     /// `limit`.
     fn audit(&self, after: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, StoreError>;

@@ -447,6 +447,20 @@ impl Store for RedisStore {
             .map_err(backend)
     }
 
+    fn put_blob_if_absent(&self, key: &str, bytes: &[u8]) -> Result<Vec<u8>, StoreError> {
+        let key = self.key(format_args!("{{registry}}:blob:{key}"));
+        let mut conn = self.conn()?;
+        // SET NX, then read what is there: blobs are never replaced once set this way.
+        let _: Option<String> = redis::cmd("SET")
+            .arg(&key)
+            .arg(bytes)
+            .arg("NX")
+            .query(&mut conn)
+            .map_err(backend)?;
+        let stored: Option<Vec<u8>> = conn.get(&key).map_err(backend)?;
+        Ok(stored.unwrap_or_else(|| bytes.to_vec()))
+    }
+
     fn audit(&self, after: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
         let Ok(start) = isize::try_from(after) else {
             return Ok(Vec::new());

@@ -427,6 +427,16 @@ impl Store for SledStore {
         self.blobs.insert(key, bytes).map(|_| ()).map_err(backend)
     }
 
+    fn put_blob_if_absent(&self, key: &str, bytes: &[u8]) -> Result<Vec<u8>, StoreError> {
+        match (self.blobs)
+            .compare_and_swap(key, None::<&[u8]>, Some(bytes))
+            .map_err(backend)?
+        {
+            Ok(()) => Ok(bytes.to_vec()),
+            Err(taken) => Ok(taken.current.map_or_else(|| bytes.to_vec(), |b| b.to_vec())),
+        }
+    }
+
     fn audit(&self, after: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
         self.audit
             .range(after.saturating_add(1).to_be_bytes()..)
