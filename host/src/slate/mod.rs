@@ -364,34 +364,12 @@ impl SlateService {
     pub async fn slate(&self, req: SlateRequest) -> Result<Slate, SlateError> {
         let started = Instant::now();
         let slate = self.build_slate(req).await?;
-        // Its index in `PlacementMetrics::RESULTS`, and the label.
-        let (i, result) = if slate.suppressed.is_some() {
-            (2, "suppressed")
-        } else if slate.offers.is_empty() {
-            (1, "empty")
-        } else {
-            (0, "served")
-        };
-        debug_assert_eq!(PlacementMetrics::RESULTS[i], result);
         let elapsed = started.elapsed().as_secs_f64();
         match self.placement_metrics.get(&slate.placement) {
-            Some(m) => {
-                m.seconds.observe(elapsed);
-                m.slates[i].inc();
-            }
-            None => {
-                (self.metrics.slate_seconds)
-                    .get_or_create(&PlacementOnly {
-                        placement: slate.placement.clone(),
-                    })
-                    .observe(elapsed);
-                (self.metrics.slates)
-                    .get_or_create(&SlateLabels {
-                        placement: slate.placement.clone(),
-                        result,
-                    })
-                    .inc();
-            }
+            Some(m) => m.observe(&slate, elapsed),
+            // Every slate answered is for a configured placement; any other would only
+            // cost the lookups.
+            None => PlacementMetrics::new(&self.metrics, &slate.placement).observe(&slate, elapsed),
         }
         Ok(slate)
     }
@@ -1022,29 +1000,43 @@ fn cores() -> usize {
 /// label sets.
 struct PlacementMetrics {
     seconds: prometheus_client::metrics::histogram::Histogram,
-    /// By result, in the order of [`PlacementMetrics::RESULTS`].
-    slates: Vec<prometheus_client::metrics::counter::Counter>,
+    served: prometheus_client::metrics::counter::Counter,
+    empty: prometheus_client::metrics::counter::Counter,
+    suppressed: prometheus_client::metrics::counter::Counter,
 }
 
 impl PlacementMetrics {
-    const RESULTS: [&'static str; 3] = ["served", "empty", "suppressed"];
-
     fn new(metrics: &Metrics, placement: &str) -> PlacementMetrics {
-        let seconds = (metrics.slate_seconds)
-            .get_or_create(&PlacementOnly {
+        let slates = |result| {
+            let labels = SlateLabels {
                 placement: placement.to_string(),
-            })
-            .clone();
-        let slates = (Self::RESULTS.into_iter())
-            .map(|result| {
-                let labels = SlateLabels {
+                result,
+            };
+            metrics.slates.get_or_create(&labels).clone()
+        };
+        PlacementMetrics {
+            seconds: (metrics.slate_seconds)
+                .get_or_create(&PlacementOnly {
                     placement: placement.to_string(),
-                    result,
-                };
-                metrics.slates.get_or_create(&labels).clone()
-            })
-            .collect();
-        PlacementMetrics { seconds, slates }
+                })
+                .clone(),
+            served: slates("served"),
+            empty: slates("empty"),
+            suppressed: slates("suppressed"),
+        }
+    }
+
+    /// Counts `slate`, answered after `seconds`.
+    fn observe(&self, slate: &Slate, seconds: f64) {
+        self.seconds.observe(seconds);
+        let result = if slate.suppressed.is_some() {
+            &self.suppressed
+        } else if slate.offers.is_empty() {
+            &self.empty
+        } else {
+            &self.served
+        };
+        result.inc();
     }
 }
 
