@@ -87,13 +87,13 @@ impl FanoutPool {
         // sees the task, or this sees that nobody is watching and wakes someone.
         fence(Ordering::SeqCst);
         if self.watching.load(Ordering::SeqCst) == 0 {
-            let _ = self.cold.send(Job::Look);
+            self.wake_one();
         }
         true
     }
 
-    /// Wakes a parked thread to look for tasks: for a task sent to a watching thread
-    /// that has not taken it (its thread lost its core to another).
+    /// Wakes a parked thread to look for tasks: for a task sent to watchers that all
+    /// stopped, or to one that has not taken it (its thread lost its core to another).
     pub(crate) fn wake_one(&self) {
         let _ = self.cold.send(Job::Look);
     }

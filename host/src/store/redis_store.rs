@@ -235,6 +235,11 @@ impl RedisStore {
         format!("{}{}", self.prefix, parts)
     }
 
+    /// A blob's key; blobs hash with the registry.
+    fn blob_key(&self, key: &str) -> String {
+        self.key(format_args!("{{registry}}:blob:{key}"))
+    }
+
     fn counter_keys(&self, bucket: &str, row: &str) -> (String, String) {
         (
             self.key(format_args!("ctr:{{{bucket}}}:{row}")),
@@ -428,27 +433,22 @@ impl Store for RedisStore {
             .arg(doc)
             .arg(audit);
         for (k, v) in blobs {
-            inv.key(self.key(format_args!("{{registry}}:blob:{k}")))
-                .arg(v.as_slice());
+            inv.key(self.blob_key(k)).arg(v.as_slice());
         }
         let done: i64 = inv.invoke(&mut self.conn()?).map_err(backend)?;
         Ok(done == 1)
     }
 
     fn blob(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        self.conn()?
-            .get(self.key(format_args!("{{registry}}:blob:{key}")))
-            .map_err(backend)
+        self.conn()?.get(self.blob_key(key)).map_err(backend)
     }
 
     fn put_blob(&self, key: &str, bytes: &[u8]) -> Result<(), StoreError> {
-        self.conn()?
-            .set(self.key(format_args!("{{registry}}:blob:{key}")), bytes)
-            .map_err(backend)
+        self.conn()?.set(self.blob_key(key), bytes).map_err(backend)
     }
 
     fn put_blob_if_absent(&self, key: &str, bytes: &[u8]) -> Result<Vec<u8>, StoreError> {
-        let key = self.key(format_args!("{{registry}}:blob:{key}"));
+        let key = self.blob_key(key);
         let mut conn = self.conn()?;
         // SET NX, then read what is there: blobs are never replaced once set this way.
         let _: Option<String> = redis::cmd("SET")
