@@ -19,8 +19,8 @@
 //!   for milliseconds) is not waited for: after one call of its own the request wakes a
 //!   parked thread instead, once per slate.
 //!
-//! Each worker also derives its call's features and screens its bids, so that work is
-//! spread over the cores too. Once a slate is answered, its bookkeeping is a chore for a
+//! Each worker also derives its call's features, screens its bids and counts the call
+//! (metrics, the plugin's health), so that work is spread over the cores too. Once a slate is answered, its bookkeeping is a chore for a
 //! watching thread ([`Fanout::chore`]), whose core is otherwise idle.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -28,10 +28,13 @@ use std::sync::{Arc, Mutex};
 use std::thread::Thread;
 use std::time::{Duration, Instant};
 
+use super::call_fields;
 use super::deployment::{DeployedPlugin, Variant};
 use super::pool::FanoutPool;
 use super::profile;
 use crate::model::{Bid, Channel, RejectedBid, screen_bids};
+use crate::registry::Registry;
+use crate::report::Aggregator;
 use crate::sandbox::{CallReport, Limits, Outcome, Sandbox, SlowCall};
 
 /// How long the request's thread watches for the last results before it parks. About
@@ -44,8 +47,60 @@ const WATCH: Duration = Duration::from_micros(30);
 /// on helpers say (plugin calls take microseconds; this is a thousand of them).
 const STUCK: Duration = Duration::from_millis(2);
 
-/// What the request's thread does with each finished call, as soon as it sees it.
-pub(super) type Account<'a> = dyn FnMut(&Call, &Done) + Send + 'a;
+/// Counts each finished call on the thread that made it: the call's metrics and its
+/// plugin's health. Those threads run in parallel, so the request's own thread, which
+/// answers once the last call is in, counts only the calls it made itself.
+pub(super) struct Accountant {
+    pub(super) registry: Arc<Registry>,
+    pub(super) aggregates: Arc<Aggregator>,
+}
+
+impl Accountant {
+    /// Counts `done`, finished at `now` (unix seconds); a reason to quarantine the
+    /// plugin when its health says so.
+    fn account(&self, call: &Call, done: &Done, now: u64) -> Option<String> {
+        let (report, latency) = (&done.report, done.latency);
+        let metrics = &call.variant.metrics;
+        metrics.call_seconds.observe(latency.as_secs_f64());
+        metrics.fuel.observe(report.cost.fuel_used as f64);
+        metrics.outcome(report.outcome.kind());
+        if call.shadow {
+            // Shadow calls say nothing about the live version's health. A live call's
+            // arm row is written with the rest of its slate.
+            self.aggregates.add(
+                &call.plugin.arm_bucket,
+                &call.variant.arm_row,
+                &call_fields(&report.outcome, report.cost.fuel_used, latency),
+                None,
+            );
+            return None;
+        }
+        if report.outcome == Outcome::Ok {
+            metrics.bids.inc_by(u64::from(done.returned));
+        }
+        self.registry.record_outcome(
+            &call.plugin.key,
+            &report.outcome,
+            report.cost.wall_time_us,
+            now,
+        )
+    }
+}
+
+/// What the fan-out returns: every call with what it did, in input order, and the
+/// plugins whose health now calls for quarantine, with the reason.
+pub(super) struct Fanned {
+    pub(super) calls: Vec<(Call, Done)>,
+    pub(super) quarantine: Vec<(String, String)>,
+}
+
+/// A call's place for its result.
+enum Slot {
+    Waiting,
+    Done(Done),
+    /// The request has stopped waiting and counted the call late.
+    Closed,
+}
 
 /// One plugin call of a slate.
 #[derive(Clone)]
@@ -88,6 +143,7 @@ impl Done {
 /// What a slate's calls run on: the sandbox and the helper threads.
 pub(super) struct Fanout {
     sandbox: Arc<Sandbox>,
+    accountant: Accountant,
     pool: FanoutPool,
     /// Threads working on slates right now: requests' own threads (for the whole slate
     /// except while waiting on a networked store, see [`Fanout::busy`]) and helpers.
@@ -153,6 +209,8 @@ pub(super) struct Context {
     pub(super) derived: Arc<profile::Derived>,
     pub(super) placement: String,
     pub(super) channel: Channel,
+    /// When the calls finish, for the plugins' health (unix seconds; read once).
+    pub(super) now: u64,
 }
 
 /// The calls of one slate and what their workers share.
@@ -172,8 +230,10 @@ struct Batch {
     woken: AtomicBool,
     started: Instant,
     budget: Duration,
-    results: Vec<Mutex<Option<Done>>>,
+    results: Vec<Mutex<Slot>>,
     finished: AtomicUsize,
+    /// Plugins whose health now calls for quarantine, with the reason.
+    quarantine: Mutex<Vec<(String, String)>>,
     /// The request's thread, and whether it may be parked waiting for the last result.
     waiter: Thread,
     parked: AtomicBool,
@@ -181,11 +241,17 @@ struct Batch {
 
 impl Fanout {
     /// `threads` pool threads for a machine with `cores` cores.
-    pub(super) fn new(sandbox: Arc<Sandbox>, threads: usize, cores: usize) -> Fanout {
+    pub(super) fn new(
+        sandbox: Arc<Sandbox>,
+        accountant: Accountant,
+        threads: usize,
+        cores: usize,
+    ) -> Fanout {
         let active = Arc::new(AtomicUsize::new(0));
         let cores = cores.max(1);
         Fanout {
             sandbox,
+            accountant,
             pool: FanoutPool::new(threads, active.clone(), cores),
             active,
             cores,
@@ -193,22 +259,20 @@ impl Fanout {
         }
     }
 
-    /// Runs every call, on this thread and on helpers, and returns each call with what it
-    /// did, in input order; a call that did not finish within `budget` is reported `late`.
-    /// Each result is passed to `account` on this thread, while it waits for the others
-    /// where it can. Blocks the calling thread for at most `budget` (plus one call's
+    /// Runs every call, on this thread and on helpers, each counted where it ran (see
+    /// [`Accountant`]); a call that did not finish within `budget` is reported and
+    /// counted `late`. Blocks the calling thread for at most `budget` (plus one call's
     /// deadline rounding).
     pub(super) fn run(
         self: &Arc<Self>,
         calls: Vec<Call>,
         context: Context,
         budget: Duration,
-        account: &mut Account<'_>,
-    ) -> Vec<(Call, Done)> {
+    ) -> Fanned {
         let started = Instant::now();
         let total = calls.len();
         let batch = Arc::new(Batch {
-            results: std::iter::repeat_with(|| Mutex::new(None))
+            results: std::iter::repeat_with(|| Mutex::new(Slot::Waiting))
                 .take(total)
                 .collect(),
             calls,
@@ -221,46 +285,54 @@ impl Fanout {
             started,
             budget,
             finished: AtomicUsize::new(0),
+            quarantine: Mutex::new(Vec::new()),
             waiter: std::thread::current(),
             parked: AtomicBool::new(false),
         });
         self.take_calls(&batch, true);
-        let mut accounted = vec![false; total];
-        self.wait(&batch, started + budget, &mut accounted, account);
+        Self::wait(&batch, started + budget);
 
-        batch
-            .calls
-            .iter()
-            .zip(&batch.results)
-            .zip(accounted)
-            .map(|((call, slot), accounted)| {
-                let done = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
-                let done = done.unwrap_or_else(|| Done::late(started.elapsed()));
-                if !accounted {
-                    account(call, &done);
-                }
+        let calls = (batch.calls.iter().zip(&batch.results))
+            .map(|(call, slot)| {
+                let mut slot = slot.lock().unwrap_or_else(|e| e.into_inner());
+                let done = match std::mem::replace(&mut *slot, Slot::Closed) {
+                    Slot::Done(done) => done,
+                    // Still running: its worker will find the slot closed and drop it.
+                    Slot::Waiting | Slot::Closed => {
+                        let late = Done::late(started.elapsed());
+                        self.count(&batch, call, &late);
+                        late
+                    }
+                };
                 (call.clone(), done)
             })
-            .collect()
+            .collect();
+        let quarantine =
+            std::mem::take(&mut *batch.quarantine.lock().unwrap_or_else(|e| e.into_inner()));
+        Fanned { calls, quarantine }
     }
 
-    /// Passes results not yet accounted for to `account`; whether any was.
-    fn account_finished(batch: &Batch, accounted: &mut [bool], account: &mut Account<'_>) -> bool {
-        let mut any = false;
-        for (i, seen) in accounted.iter_mut().enumerate() {
-            if *seen {
-                continue;
-            }
-            // A worker holds a slot only to fill it: never wait for one.
-            if let Ok(slot) = batch.results[i].try_lock()
-                && let Some(done) = slot.as_ref()
-            {
-                account(&batch.calls[i], done);
-                *seen = true;
-                any = true;
-            }
+    /// Every call of a fan-out that could not run at all, reported and counted `late`.
+    pub(super) fn all_late(&self, calls: Vec<Call>, now: u64, latency: Duration) -> Fanned {
+        let mut quarantine = Vec::new();
+        let calls = (calls.into_iter())
+            .map(|call| {
+                let late = Done::late(latency);
+                if let Some(reason) = self.accountant.account(&call, &late, now) {
+                    quarantine.push((call.plugin.key.clone(), reason));
+                }
+                (call, late)
+            })
+            .collect();
+        Fanned { calls, quarantine }
+    }
+
+    /// Counts `done`, a result of `call` in `batch`.
+    fn count(&self, batch: &Batch, call: &Call, done: &Done) {
+        if let Some(reason) = self.accountant.account(call, done, batch.context.now) {
+            (batch.quarantine.lock().unwrap_or_else(|e| e.into_inner()))
+                .push((call.plugin.key.clone(), reason));
         }
-        any
     }
 
     /// Counts the calling thread as working on a slate until the guard is dropped: hold it
@@ -320,7 +392,14 @@ impl Fanout {
                 self.add_worker(batch);
             }
             let done = self.call(batch, i, left);
-            *batch.results[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(done);
+            {
+                let mut slot = batch.results[i].lock().unwrap_or_else(|e| e.into_inner());
+                // A closed slot was counted late by the request, which has answered.
+                if matches!(*slot, Slot::Waiting) {
+                    self.count(batch, &batch.calls[i], &done);
+                    *slot = Slot::Done(done);
+                }
+            }
             // SeqCst here and in `wait`: each side writes one flag and then reads the
             // other's, which only a total order makes safe (no lost wake-up).
             if batch.finished.fetch_add(1, Ordering::SeqCst) + 1 == total
@@ -389,28 +468,17 @@ impl Fanout {
         }
     }
 
-    /// Waits until every call has finished or `deadline` has passed: accounting for
-    /// results as they come and watching for a moment, then parked until the last result
-    /// or the deadline wakes it.
-    fn wait(
-        &self,
-        batch: &Batch,
-        deadline: Instant,
-        accounted: &mut [bool],
-        account: &mut Account<'_>,
-    ) {
+    /// Waits until every call has finished or `deadline` has passed: watching for a
+    /// moment, then parked until the last result or the deadline wakes it.
+    fn wait(batch: &Batch, deadline: Instant) {
         let total = batch.calls.len();
-        let mut watch_until = Instant::now() + WATCH;
+        let watch_until = Instant::now() + WATCH;
         while batch.finished.load(Ordering::Acquire) < total {
             let now = Instant::now();
             if now >= deadline {
                 return;
             }
             if now < watch_until {
-                if Self::account_finished(batch, accounted, account) {
-                    // Time spent accounting is not time spent watching.
-                    watch_until = Instant::now() + WATCH;
-                }
                 std::hint::spin_loop();
                 continue;
             }

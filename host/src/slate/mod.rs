@@ -39,7 +39,7 @@ use crate::store::{
     Recorded, ServedOffer, ServedOfferRef, SlateRecord, SlateRecordRef, Store, SubjectKey,
 };
 use caps::{CapCheck, OfferKeys, Retention};
-use fanout::{Call, Done};
+use fanout::Call;
 use profile::Profile;
 
 /// `POST /v1/slates` body.
@@ -234,10 +234,10 @@ impl SlateService {
         let placement_metrics = (config.placements.iter())
             .map(|p| (p.id.clone(), PlacementMetrics::new(&metrics, &p.id)))
             .collect();
+        let aggregates = Arc::<Aggregator>::default();
         SlateService {
             metrics,
             placement_metrics,
-            aggregates: Arc::default(),
             noise_secret: std::sync::OnceLock::new(),
             settling: tokio::sync::Mutex::new(()),
             retention: Retention::for_caps(&config.caps),
@@ -246,10 +246,15 @@ impl SlateService {
             // several slates at once still leave threads for everyone else.
             fanout: Arc::new(fanout::Fanout::new(
                 registry.sandbox().clone(),
+                fanout::Accountant {
+                    registry: registry.clone(),
+                    aggregates: aggregates.clone(),
+                },
                 (cores() * 8).max(16),
                 cores(),
             )),
             registry,
+            aggregates,
             pending_slates: (!store.is_remote())
                 .then(|| records::PendingSlates::start(store.clone(), clock.clone()))
                 .transpose()
@@ -482,25 +487,10 @@ impl SlateService {
             });
         }
         let derived = Arc::new(derived);
-        // Each call's metrics and health are counted as it finishes, on this thread while
-        // it waits for the last ones.
-        let done_at = self.clock.unix();
-        let mut quarantine = Vec::new();
-        let mut account = |call: &Call, done: &fanout::Done| {
-            self.observe_call(call, done);
-            // Shadow calls say nothing about the live version's health.
-            if !call.shadow
-                && let Some(reason) = self.registry.record_outcome(
-                    &call.plugin.key,
-                    &done.report.outcome,
-                    done.report.cost.wall_time_us,
-                    done_at,
-                )
-            {
-                quarantine.push((call.plugin.key.clone(), reason));
-            }
-        };
-        let finished = self.fan_out(calls, &derived, placement, &mut account).await;
+        let fanout::Fanned {
+            calls: finished,
+            quarantine,
+        } = self.fan_out(calls, &derived, placement).await;
         for (key, reason) in quarantine {
             let registry = self.registry.clone();
             tracing::warn!(plugin = %key, %reason, "quarantining plugin");
@@ -760,47 +750,46 @@ impl SlateService {
         Ok(slate)
     }
 
-    /// Calls every plugin in parallel; returns what finished before the slate deadline
-    /// and a `late` report for the rest, in input order, each passed to `account` first.
+    /// Calls every plugin in parallel, each call counted as it finishes; returns what
+    /// finished before the slate deadline and a `late` report for the rest, in input
+    /// order.
     async fn fan_out(
         &self,
         calls: Vec<Call>,
         derived: &Arc<profile::Derived>,
         placement: &PlacementConfig,
-        account: &mut fanout::Account<'_>,
-    ) -> Vec<(Call, Done)> {
+    ) -> fanout::Fanned {
         if calls.is_empty() {
-            return Vec::new();
+            return fanout::Fanned {
+                calls: Vec::new(),
+                quarantine: Vec::new(),
+            };
         }
         let budget = Duration::from_millis(self.config.slate.deadline_ms);
+        let now = self.clock.unix();
         let context = fanout::Context {
             derived: derived.clone(),
             placement: placement.id.clone(),
             channel: placement.channel,
+            now,
         };
         // The request's own thread works too; on a multi-threaded runtime it may block
         // for the fan-out, elsewhere a blocking thread stands in for it.
         let multi_thread = tokio::runtime::Handle::current().runtime_flavor()
             == tokio::runtime::RuntimeFlavor::MultiThread;
         if multi_thread {
-            tokio::task::block_in_place(|| self.fanout.run(calls, context, budget, account))
+            tokio::task::block_in_place(|| self.fanout.run(calls, context, budget))
         } else {
             let fanout = self.fanout.clone();
             let started = Instant::now();
             let all = calls.clone();
-            let finished = tokio::task::spawn_blocking(move || {
-                fanout.run(calls, context, budget, &mut |_, _| {})
-            })
-            .await
-            .unwrap_or_else(|e| {
-                tracing::error!(error = %e, "the fan-out failed; its calls count as late");
-                let late = |call| (call, Done::late(started.elapsed()));
-                all.into_iter().map(late).collect()
-            });
-            for (call, done) in &finished {
-                account(call, done);
-            }
-            finished
+            tokio::task::spawn_blocking(move || fanout.run(calls, context, budget))
+                .await
+                .unwrap_or_else(|e| {
+                    // Only a bug gets here; calls counted before it are counted again.
+                    tracing::error!(error = %e, "the fan-out failed; its calls count as late");
+                    self.fanout.all_late(all, now, started.elapsed())
+                })
         }
     }
 
@@ -886,27 +875,6 @@ impl EventType {
 }
 
 impl SlateService {
-    /// Metrics of one plugin call.
-    fn observe_call(&self, call: &Call, done: &Done) {
-        let (report, latency) = (&done.report, done.latency);
-        let metrics = &call.variant.metrics;
-        metrics.call_seconds.observe(latency.as_secs_f64());
-        metrics.fuel.observe(report.cost.fuel_used as f64);
-        metrics.outcome(report.outcome.kind());
-        if !call.shadow && report.outcome == Outcome::Ok {
-            metrics.bids.inc_by(u64::from(done.returned));
-        }
-        // A live call's row is written with the rest of its slate in `count_served`.
-        if call.shadow {
-            self.aggregates.add(
-                &call.plugin.arm_bucket,
-                &call.variant.arm_row,
-                &call_fields(&report.outcome, report.cost.fuel_used, latency),
-                None,
-            );
-        }
-    }
-
     /// Aggregates of a new event.
     fn count_event(&self, record: &SlateRecord, offer: &ServedOffer, kind: EventType) {
         let fields: &[(&'static str, u64)] = match kind {
