@@ -14,14 +14,18 @@
 //! - a call still running after [`STUCK`] (a plugin hanging until its deadline) brings in
 //!   another thread whatever those limits say, so the calls behind it are not made late;
 //! - helpers hand results back through slots and a counter; the request's thread is woken
-//!   only by the last result, and only if it is not already watching for it;
-//! - a helper handed to a watching thread that has lost its core (to a background thread,
-//!   for milliseconds) is not waited for: after one call of its own the request wakes a
-//!   parked thread instead, once per slate.
+//!   only by the last result, and only if it is not already watching for it.
+//!
+//! A helper handed to a watching thread that has lost its core (to a background thread,
+//! for a millisecond or so) starts late, and the request may make every call itself.
+//! Waking a parked thread for it instead costs the request a system call, and the woken
+//! thread has no free core either: measured, such slates took longer than those the
+//! request finished alone.
 //!
 //! Each worker also derives its call's features, screens its bids and counts the call
-//! (metrics, the plugin's health), so that work is spread over the cores too. Once a slate is answered, its bookkeeping is a chore for a
-//! watching thread ([`Fanout::chore`]), whose core is otherwise idle.
+//! (metrics, the plugin's health), so that work is spread over the cores too. Once a
+//! slate is answered, its bookkeeping is a chore for a watching thread
+//! ([`Fanout::chore`]), whose core is otherwise idle.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -221,13 +225,6 @@ struct Batch {
     next: AtomicUsize,
     /// Threads working on the batch, the request's own included, counted when asked for.
     workers: AtomicUsize,
-    /// Helpers that have started on the batch.
-    started_helpers: AtomicUsize,
-    /// Whether a helper was handed to a watching thread (rather than to a parked one,
-    /// which is being woken anyway).
-    handed_to_watcher: AtomicBool,
-    /// Whether a parked thread has been woken for a helper that did not start.
-    woken: AtomicBool,
     started: Instant,
     budget: Duration,
     results: Vec<Mutex<Slot>>,
@@ -279,9 +276,6 @@ impl Fanout {
             context,
             next: AtomicUsize::new(0),
             workers: AtomicUsize::new(1),
-            started_helpers: AtomicUsize::new(0),
-            handed_to_watcher: AtomicBool::new(false),
-            woken: AtomicBool::new(false),
             started,
             budget,
             finished: AtomicUsize::new(0),
@@ -289,7 +283,7 @@ impl Fanout {
             waiter: std::thread::current(),
             parked: AtomicBool::new(false),
         });
-        self.take_calls(&batch, true);
+        self.take_calls(&batch);
         Self::wait(&batch, started + budget);
 
         let calls = (batch.calls.iter().zip(&batch.results))
@@ -373,14 +367,13 @@ impl Fanout {
     /// A helper's turn on `batch`.
     fn work(self: &Arc<Self>, batch: &Arc<Batch>) {
         let _busy = self.busy();
-        batch.started_helpers.fetch_add(1, Ordering::Relaxed);
-        self.take_calls(batch, false);
+        self.take_calls(batch);
     }
 
     /// Takes calls off `batch` until none is left or the slate's budget is spent. Each
     /// call runs with its deadline cut to what is left of the budget; one stopped by that
-    /// cut, not by its own deadline, is reported `late`. `own`: on the request's thread.
-    fn take_calls(self: &Arc<Self>, batch: &Arc<Batch>, own: bool) {
+    /// cut, not by its own deadline, is reported `late`.
+    fn take_calls(self: &Arc<Self>, batch: &Arc<Batch>) {
         let total = batch.calls.len();
         loop {
             let i = batch.next.fetch_add(1, Ordering::Relaxed);
@@ -407,27 +400,6 @@ impl Fanout {
             {
                 batch.waiter.unpark();
             }
-            if own {
-                self.wake_if_unhelped(batch);
-            }
-        }
-    }
-
-    /// After a call of its own: if a helper handed to a watching thread has not started
-    /// (that thread lost its core, to a background thread writing to disk for instance,
-    /// and the request would make every call itself), wakes a parked thread, once per
-    /// slate, while calls are left and a core is free. The loads are relaxed: a stale
-    /// one costs at most one wake-up too many or too few.
-    fn wake_if_unhelped(&self, batch: &Batch) {
-        // `workers` counts the request's own thread and never falls.
-        let asked = batch.workers.load(Ordering::Relaxed) - 1;
-        if batch.handed_to_watcher.load(Ordering::Relaxed)
-            && asked > batch.started_helpers.load(Ordering::Relaxed)
-            && batch.next.load(Ordering::Relaxed) < batch.calls.len()
-            && self.active.load(Ordering::Relaxed) < self.cores
-            && !batch.woken.swap(true, Ordering::Relaxed)
-        {
-            self.pool.wake_one();
         }
     }
 
@@ -443,9 +415,7 @@ impl Fanout {
     /// A pool thread's turn on `batch`.
     fn helper(self: &Arc<Self>, batch: &Arc<Batch>) {
         let (fanout, work) = (self.clone(), batch.clone());
-        if self.pool.spawn(move || fanout.work(&work)) {
-            batch.handed_to_watcher.store(true, Ordering::Relaxed);
-        }
+        self.pool.spawn(move || fanout.work(&work));
     }
 
     /// Brings one more helper onto `batch`, unless it has all it may have or every core

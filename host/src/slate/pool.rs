@@ -73,14 +73,14 @@ impl FanoutPool {
     }
 
     /// Runs `task` on the next free thread: a watching one if there is one, else a parked
-    /// one, woken. Whether it was handed to a watching thread.
-    pub(crate) fn spawn(&self, task: impl FnOnce() + Send + 'static) -> bool {
+    /// one, woken.
+    pub(crate) fn spawn(&self, task: impl FnOnce() + Send + 'static) {
         // The receivers live as long as the threads, which stop only when the pool is
         // dropped, so sending cannot fail.
         let task: Task = Box::new(task);
         if self.watching.load(Ordering::SeqCst) == 0 {
             let _ = self.cold.send(Job::Task(task));
-            return false;
+            return;
         }
         let _ = self.hot.send(task);
         // Pairs with the fence in `Worker::run`: either the thread that stopped watching
@@ -89,12 +89,11 @@ impl FanoutPool {
         if self.watching.load(Ordering::SeqCst) == 0 {
             self.wake_one();
         }
-        true
     }
 
     /// Wakes a parked thread to look for tasks: for a task sent to watchers that all
-    /// stopped, or to one that has not taken it (its thread lost its core to another).
-    pub(crate) fn wake_one(&self) {
+    /// stopped.
+    fn wake_one(&self) {
         let _ = self.cold.send(Job::Look);
     }
 
@@ -130,8 +129,7 @@ impl Drop for FanoutPool {
 /// What parked threads receive.
 enum Job {
     Task(Task),
-    /// Look at `hot`: a task there has nobody watching for it, or its watcher has not
-    /// taken it.
+    /// Look at `hot`: a task there has nobody watching for it.
     Look,
     Stop,
 }
