@@ -125,6 +125,14 @@ fn cap_key(subject: &SubjectKey, key: &str) -> String {
     format!("{}|{key}", subject.0)
 }
 
+/// Whether opening failed because another handle holds the database's lock. sled reports
+/// that as an error of kind `Other` whose message carries the `WouldBlock` it got.
+fn lock_held(e: &std::io::Error) -> bool {
+    let message = e.to_string();
+    e.kind() == std::io::ErrorKind::WouldBlock
+        || (message.starts_with("could not acquire lock") && message.contains("WouldBlock"))
+}
+
 impl SledStore {
     /// Opens (or creates) the database in directory `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
@@ -139,10 +147,7 @@ impl SledStore {
                 .flush_every_ms(Some(200))
                 .open()
             {
-                Err(sled::Error::Io(e))
-                    if e.kind() == std::io::ErrorKind::WouldBlock
-                        && started.elapsed() < LOCK_WAIT =>
-                {
+                Err(sled::Error::Io(e)) if lock_held(&e) && started.elapsed() < LOCK_WAIT => {
                     std::thread::sleep(std::time::Duration::from_millis(10));
                 }
                 other => {
@@ -609,6 +614,27 @@ mod tests {
             "window {} bytes, JSON {json}",
             window.len()
         );
+    }
+
+    /// A restart may begin while the old handle is still closing: opening waits for its
+    /// lock instead of failing.
+    #[test]
+    fn opening_waits_for_a_handle_that_is_closing() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = SledStore::open(dir.path()).unwrap();
+        assert!(
+            matches!(sled::Config::new().path(dir.path()).open(), Err(sled::Error::Io(e)) if lock_held(&e)),
+            "a second handle finds the lock held"
+        );
+        let closing = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            drop(old);
+        });
+        let started = std::time::Instant::now();
+        let store = SledStore::open(dir.path()).expect("opens once the old handle has closed");
+        assert!(started.elapsed() >= std::time::Duration::from_millis(250));
+        closing.join().unwrap();
+        drop(store);
     }
 
     #[test]
