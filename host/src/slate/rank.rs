@@ -35,19 +35,20 @@ pub(super) struct PluginRun {
     pub(super) logs: Vec<LogLine>,
 }
 
-/// Records why `bid` is not in the slate; the detail is written out only when someone
-/// will read it (diagnostics were asked for).
+/// Records why `bid` is not in the slate, keeping only its offer id; the detail is
+/// written out only when someone will read it (diagnostics were asked for).
 fn drop_bid(
     run: &mut PluginRun,
-    bid: &Bid,
+    bid: Bid,
     reason: DropReason,
     explain: bool,
-    detail: impl FnOnce() -> String,
+    detail: impl FnOnce(&Bid) -> String,
 ) {
+    let detail = if explain { detail(&bid) } else { String::new() };
     run.dropped.push(DroppedBid {
-        offer_id: bid.offer.id.clone(),
+        offer_id: bid.offer.id,
         reason,
-        detail: if explain { detail() } else { String::new() },
+        detail,
     });
 }
 
@@ -63,7 +64,8 @@ pub(super) fn rank(
     mut caps: Option<CapCheck<'_>>,
     mut reserve: Option<&mut Reserve<'_>>,
 ) -> Vec<(usize, Bid, f64)> {
-    let mut candidates: Vec<(usize, Bid, f64)> = Vec::new();
+    let bids: usize = runs.iter().map(|r| r.bids.len()).sum();
+    let mut candidates: Vec<(usize, Bid, f64)> = Vec::with_capacity(bids);
     for (i, run) in runs.iter_mut().enumerate() {
         let bids = std::mem::take(&mut run.bids);
         if run.plugin.shadow.is_some() {
@@ -71,21 +73,21 @@ pub(super) fn rank(
         }
         for bid in bids {
             if placement.excluded_categories.contains(&bid.offer.category) {
-                let detail = || {
+                let detail = |bid: &Bid| {
                     format!(
                         "category {:?} is excluded from {}",
                         bid.offer.category, placement.id
                     )
                 };
-                drop_bid(run, &bid, DropReason::ExcludedCategory, explain, detail);
+                drop_bid(run, bid, DropReason::ExcludedCategory, explain, detail);
             } else if bid.value_minor < placement.floor_minor {
-                let detail = || {
+                let detail = |bid: &Bid| {
                     format!(
                         "bid {} is below the floor {}",
                         bid.value_minor, placement.floor_minor
                     )
                 };
-                drop_bid(run, &bid, DropReason::BelowFloor, explain, detail);
+                drop_bid(run, bid, DropReason::BelowFloor, explain, detail);
             } else {
                 // Relevance is an f32; round its f64 image so scores print as written.
                 let relevance = (bid.relevance as f64 * 1e6).round() / 1e6;
@@ -101,7 +103,7 @@ pub(super) fn rank(
             .then_with(|| a.offer.id.cmp(&b.offer.id))
     });
 
-    let mut picked: Vec<(usize, Bid, f64)> = Vec::new();
+    let mut picked: Vec<(usize, Bid, f64)> = Vec::with_capacity(slots.min(candidates.len()));
     for (i, bid, score) in candidates {
         // A partner may deploy several plugins: count its offers, not one plugin's.
         let per_partner = picked
@@ -120,33 +122,33 @@ pub(super) fn rank(
             (Some(_), None) => None,
         };
         if let Some((reason, cap)) = verdict {
-            let detail = || match cap {
+            let detail = |_: &Bid| match cap {
                 Some(cap) => format!("cap reached: {cap}"),
                 None => "cap counters unreadable; failing closed".to_string(),
             };
-            drop_bid(run, &bid, reason, explain, detail);
+            drop_bid(run, bid, reason, explain, detail);
         } else if per_partner >= placement.max_per_partner as usize {
-            let detail = || {
+            let detail = |_: &Bid| {
                 format!(
                     "partner already has {} offer(s) in this slate",
                     placement.max_per_partner
                 )
             };
-            drop_bid(run, &bid, DropReason::PartnerLimit, explain, detail);
+            drop_bid(run, bid, DropReason::PartnerLimit, explain, detail);
         } else if picked.len() >= slots {
-            let detail = || format!("all {slots} slots taken by higher scores");
-            drop_bid(run, &bid, DropReason::Outranked, explain, detail);
+            let detail = |_: &Bid| format!("all {slots} slots taken by higher scores");
+            drop_bid(run, bid, DropReason::Outranked, explain, detail);
         } else {
             match reserve.as_mut().zip(keys.as_ref()).map(|(r, keys)| r(keys)) {
                 Some(Ok(false)) => {
-                    let detail = || "cap reached (counted by a concurrent slate)".into();
-                    drop_bid(run, &bid, DropReason::Capped, explain, detail);
+                    let detail = |_: &Bid| "cap reached (counted by a concurrent slate)".into();
+                    drop_bid(run, bid, DropReason::Capped, explain, detail);
                     continue;
                 }
                 Some(Err(e)) => {
                     tracing::error!(error = %e, "cap reservation failed; failing closed");
-                    let detail = || "cap counters unwritable; failing closed".into();
-                    drop_bid(run, &bid, DropReason::CapsUnavailable, explain, detail);
+                    let detail = |_: &Bid| "cap counters unwritable; failing closed".into();
+                    drop_bid(run, bid, DropReason::CapsUnavailable, explain, detail);
                     continue;
                 }
                 Some(Ok(true)) | None => {}
