@@ -19,7 +19,7 @@
 //! A helper handed to a watching thread that has lost its core (to a background thread,
 //! for a millisecond or so) starts late, and the request may make every call itself.
 //! Waking a parked thread for it instead costs the request a system call, and the woken
-//! thread has no free core either: measured, such slates took longer than those the
+//! thread has no free core either: measured, such slates were no faster than those the
 //! request finished alone.
 //!
 //! Each worker also derives its call's features, screens its bids and counts the call

@@ -457,7 +457,7 @@ impl SlateService {
         );
 
         let deployment = self.registry.deployment();
-        let mut calls = Vec::new();
+        let mut calls = Vec::with_capacity(deployment.plugins.len());
         for p in deployment
             .plugins
             .iter()
