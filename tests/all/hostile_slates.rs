@@ -3,7 +3,9 @@
 
 use std::time::{Duration, Instant};
 
-use offerhost_tests::{artifacts, example_config, host_on, offers_of, traveller_profile};
+use offerhost_tests::{
+    artifacts, example_config, host_on, metric_sum, offers_of, traveller_profile,
+};
 use serde_json::json;
 
 fn partner(id: &str, artifact: artifacts::Artifact, extra: &str) -> String {
@@ -121,5 +123,52 @@ async fn a_slow_plugin_delays_no_other_request() {
         started.elapsed() < Duration::from_millis(3000),
         "{:?}",
         started.elapsed()
+    );
+}
+
+/// A call still running at the slate deadline is counted once, as late, whichever of its
+/// worker and the request reaches its result first; on a multi-threaded runtime, where
+/// the request's thread and pool helpers share the calls.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_cut_by_the_slate_deadline_is_counted_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = example_config()
+        + &partner(
+            "h-slow",
+            artifacts::HOSTILE_LOOP,
+            "[partner.limits]\nfuel = 100000000000\ndeadline_ms = 2000",
+        );
+    let host = host_on(&config, dir.path());
+    for i in 0..3 {
+        let slate = host
+            .slate(json!({"placement": "app-home", "subject": format!("c{i}"), "profile": traveller_profile()}))
+            .await;
+        assert_eq!(slate["offers"][0]["partner"], "skyways", "{slate}");
+    }
+    // Past the cut of the last call: a worker finishing one now must add nothing.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (_, text) = host.text("/metrics").await;
+    let slow = "partner=\"h-slow\"";
+    assert_eq!(
+        metric_sum(&text, "offerhost_plugin_calls_total", &[slow]),
+        3.0,
+        "{text}"
+    );
+    assert_eq!(
+        metric_sum(
+            &text,
+            "offerhost_plugin_calls_total",
+            &[slow, "outcome=\"late\""]
+        ),
+        3.0
+    );
+    // The good plugins beside it were counted once per slate too.
+    assert_eq!(
+        metric_sum(
+            &text,
+            "offerhost_plugin_calls_total",
+            &["partner=\"skyways\""]
+        ),
+        3.0
     );
 }

@@ -53,16 +53,18 @@ const STUCK: Duration = Duration::from_millis(2);
 
 /// Counts each finished call on the thread that made it: the call's metrics and its
 /// plugin's health. Those threads run in parallel, so the request's own thread, which
-/// answers once the last call is in, counts only the calls it made itself.
+/// answers once the last call is in, counts only the calls it made itself, and any call
+/// still out at the slate deadline, as late.
 pub(super) struct Accountant {
     pub(super) registry: Arc<Registry>,
     pub(super) aggregates: Arc<Aggregator>,
 }
 
 impl Accountant {
-    /// Counts `done`, finished at `now` (unix seconds); a reason to quarantine the
-    /// plugin when its health says so.
-    fn account(&self, call: &Call, done: &Done, now: u64) -> Option<String> {
+    /// Counts `done`; `now` is when the slate's calls were made (unix seconds, read once
+    /// before them). The plugin's key and a reason to quarantine it when its health says
+    /// so.
+    fn account(&self, call: &Call, done: &Done, now: u64) -> Option<(String, String)> {
         let (report, latency) = (&done.report, done.latency);
         let metrics = &call.variant.metrics;
         metrics.call_seconds.observe(latency.as_secs_f64());
@@ -82,17 +84,19 @@ impl Accountant {
         if report.outcome == Outcome::Ok {
             metrics.bids.inc_by(u64::from(done.returned));
         }
-        self.registry.record_outcome(
+        let reason = self.registry.record_outcome(
             &call.plugin.key,
             &report.outcome,
             report.cost.wall_time_us,
             now,
-        )
+        )?;
+        Some((call.plugin.key.clone(), reason))
     }
 }
 
 /// What the fan-out returns: every call with what it did, in input order, and the
 /// plugins whose health now calls for quarantine, with the reason.
+#[derive(Default)]
 pub(super) struct Fanned {
     pub(super) calls: Vec<(Call, Done)>,
     pub(super) quarantine: Vec<(String, String)>,
@@ -102,7 +106,7 @@ pub(super) struct Fanned {
 enum Slot {
     Waiting,
     Done(Done),
-    /// The request has stopped waiting and counted the call late.
+    /// Collected by the request: its result taken, or the call counted late.
     Closed,
 }
 
@@ -213,8 +217,6 @@ pub(super) struct Context {
     pub(super) derived: Arc<profile::Derived>,
     pub(super) placement: String,
     pub(super) channel: Channel,
-    /// When the calls finish, for the plugins' health (unix seconds; read once).
-    pub(super) now: u64,
 }
 
 /// The calls of one slate and what their workers share.
@@ -227,6 +229,8 @@ struct Batch {
     workers: AtomicUsize,
     started: Instant,
     budget: Duration,
+    /// When the calls are made, for the plugins' health (unix seconds, read once).
+    now: u64,
     results: Vec<Mutex<Slot>>,
     finished: AtomicUsize,
     /// Plugins whose health now calls for quarantine, with the reason.
@@ -258,13 +262,15 @@ impl Fanout {
 
     /// Runs every call, on this thread and on helpers, each counted where it ran (see
     /// [`Accountant`]); a call that did not finish within `budget` is reported and
-    /// counted `late`. Blocks the calling thread for at most `budget` (plus one call's
-    /// deadline rounding).
+    /// counted `late`; `now` is the unix time the plugins' health counts them at. Blocks
+    /// the calling thread for about `budget` at most (plus one call's deadline rounding,
+    /// and a worker's counting of the call it just finished).
     pub(super) fn run(
         self: &Arc<Self>,
         calls: Vec<Call>,
         context: Context,
         budget: Duration,
+        now: u64,
     ) -> Fanned {
         let started = Instant::now();
         let total = calls.len();
@@ -278,6 +284,7 @@ impl Fanout {
             workers: AtomicUsize::new(1),
             started,
             budget,
+            now,
             finished: AtomicUsize::new(0),
             quarantine: Mutex::new(Vec::new()),
             waiter: std::thread::current(),
@@ -291,12 +298,14 @@ impl Fanout {
                 let mut slot = slot.lock().unwrap_or_else(|e| e.into_inner());
                 let done = match std::mem::replace(&mut *slot, Slot::Closed) {
                     Slot::Done(done) => done,
-                    // Still running: its worker will find the slot closed and drop it.
-                    Slot::Waiting | Slot::Closed => {
+                    // Not finished (or never started): counted late here; a worker that
+                    // finishes it later finds the slot closed and drops its result.
+                    Slot::Waiting => {
                         let late = Done::late(started.elapsed());
                         self.count(&batch, call, &late);
                         late
                     }
+                    Slot::Closed => unreachable!("only the request closes slots, once"),
                 };
                 (call.clone(), done)
             })
@@ -306,15 +315,14 @@ impl Fanout {
         Fanned { calls, quarantine }
     }
 
-    /// Every call of a fan-out that could not run at all, reported and counted `late`.
+    /// Every call of a fan-out that never ran (its task was cancelled), reported and
+    /// counted `late`.
     pub(super) fn all_late(&self, calls: Vec<Call>, now: u64, latency: Duration) -> Fanned {
         let mut quarantine = Vec::new();
         let calls = (calls.into_iter())
             .map(|call| {
                 let late = Done::late(latency);
-                if let Some(reason) = self.accountant.account(&call, &late, now) {
-                    quarantine.push((call.plugin.key.clone(), reason));
-                }
+                quarantine.extend(self.accountant.account(&call, &late, now));
                 (call, late)
             })
             .collect();
@@ -323,9 +331,8 @@ impl Fanout {
 
     /// Counts `done`, a result of `call` in `batch`.
     fn count(&self, batch: &Batch, call: &Call, done: &Done) {
-        if let Some(reason) = self.accountant.account(call, done, batch.context.now) {
-            (batch.quarantine.lock().unwrap_or_else(|e| e.into_inner()))
-                .push((call.plugin.key.clone(), reason));
+        if let Some(quarantine) = self.accountant.account(call, done, batch.now) {
+            (batch.quarantine.lock().unwrap_or_else(|e| e.into_inner())).push(quarantine);
         }
     }
 
@@ -387,7 +394,8 @@ impl Fanout {
             let done = self.call(batch, i, left);
             {
                 let mut slot = batch.results[i].lock().unwrap_or_else(|e| e.into_inner());
-                // A closed slot was counted late by the request, which has answered.
+                // A closed slot was counted late by the request, which has stopped
+                // waiting for it.
                 if matches!(*slot, Slot::Waiting) {
                     self.count(batch, &batch.calls[i], &done);
                     *slot = Slot::Done(done);

@@ -39,7 +39,7 @@ use crate::store::{
     Recorded, ServedOffer, ServedOfferRef, SlateRecord, SlateRecordRef, Store, SubjectKey,
 };
 use caps::{CapCheck, OfferKeys, Retention};
-use fanout::Call;
+use fanout::{Call, Done};
 use profile::Profile;
 
 /// `POST /v1/slates` body.
@@ -760,10 +760,7 @@ impl SlateService {
         placement: &PlacementConfig,
     ) -> fanout::Fanned {
         if calls.is_empty() {
-            return fanout::Fanned {
-                calls: Vec::new(),
-                quarantine: Vec::new(),
-            };
+            return fanout::Fanned::default();
         }
         let budget = Duration::from_millis(self.config.slate.deadline_ms);
         let now = self.clock.unix();
@@ -771,24 +768,32 @@ impl SlateService {
             derived: derived.clone(),
             placement: placement.id.clone(),
             channel: placement.channel,
-            now,
         };
         // The request's own thread works too; on a multi-threaded runtime it may block
         // for the fan-out, elsewhere a blocking thread stands in for it.
         let multi_thread = tokio::runtime::Handle::current().runtime_flavor()
             == tokio::runtime::RuntimeFlavor::MultiThread;
         if multi_thread {
-            tokio::task::block_in_place(|| self.fanout.run(calls, context, budget))
+            tokio::task::block_in_place(|| self.fanout.run(calls, context, budget, now))
         } else {
             let fanout = self.fanout.clone();
             let started = Instant::now();
             let all = calls.clone();
-            tokio::task::spawn_blocking(move || fanout.run(calls, context, budget))
+            tokio::task::spawn_blocking(move || fanout.run(calls, context, budget, now))
                 .await
                 .unwrap_or_else(|e| {
-                    // Only a bug gets here; calls counted before it are counted again.
                     tracing::error!(error = %e, "the fan-out failed; its calls count as late");
-                    self.fanout.all_late(all, now, started.elapsed())
+                    if !e.is_panic() {
+                        // Cancelled before it ran: nothing was counted.
+                        return self.fanout.all_late(all, now, started.elapsed());
+                    }
+                    // A bug: its workers counted what they finished, the rest goes
+                    // uncounted rather than counted twice.
+                    let late = |call| (call, Done::late(started.elapsed()));
+                    fanout::Fanned {
+                        calls: all.into_iter().map(late).collect(),
+                        quarantine: Vec::new(),
+                    }
                 })
         }
     }

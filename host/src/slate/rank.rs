@@ -64,8 +64,8 @@ pub(super) fn rank(
     mut caps: Option<CapCheck<'_>>,
     mut reserve: Option<&mut Reserve<'_>>,
 ) -> Vec<(usize, Bid, f64)> {
-    let bids: usize = runs.iter().map(|r| r.bids.len()).sum();
-    let mut candidates: Vec<(usize, Bid, f64)> = Vec::with_capacity(bids);
+    let total_bids: usize = runs.iter().map(|r| r.bids.len()).sum();
+    let mut candidates: Vec<(usize, Bid, f64)> = Vec::with_capacity(total_bids);
     for (i, run) in runs.iter_mut().enumerate() {
         let bids = std::mem::take(&mut run.bids);
         if run.plugin.shadow.is_some() {

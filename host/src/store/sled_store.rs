@@ -622,15 +622,16 @@ mod tests {
     fn opening_waits_for_a_handle_that_is_closing() {
         let dir = tempfile::tempdir().unwrap();
         let old = SledStore::open(dir.path()).unwrap();
+        // Guards `lock_held` against sled changing how it reports a held lock.
         assert!(
             matches!(sled::Config::new().path(dir.path()).open(), Err(sled::Error::Io(e)) if lock_held(&e)),
             "a second handle finds the lock held"
         );
+        let started = std::time::Instant::now();
         let closing = std::thread::spawn(move || {
             std::thread::sleep(std::time::Duration::from_millis(300));
             drop(old);
         });
-        let started = std::time::Instant::now();
         let store = SledStore::open(dir.path()).expect("opens once the old handle has closed");
         assert!(started.elapsed() >= std::time::Duration::from_millis(250));
         closing.join().unwrap();
