@@ -15,6 +15,12 @@ fn partner(id: &str, artifact: artifacts::Artifact, extra: &str) -> String {
     )
 }
 
+/// `h-slow`: a loop with fuel to spare, stopped only by its `deadline_ms` (or the slate's).
+fn slow_partner(deadline_ms: u64) -> String {
+    let limits = format!("[partner.limits]\nfuel = 100000000000\ndeadline_ms = {deadline_ms}");
+    partner("h-slow", artifacts::HOSTILE_LOOP, &limits)
+}
+
 #[tokio::test]
 async fn every_hostile_fixture_beside_the_examples() {
     let dir = tempfile::tempdir().unwrap();
@@ -36,11 +42,7 @@ async fn every_hostile_fixture_beside_the_examples() {
         )
         + &partner("h-invalid", artifacts::HOSTILE_INVALID_BIDS, "")
         + &partner("h-escape", artifacts::HOSTILE_ESCAPE, "")
-        + &partner(
-            "h-slow",
-            artifacts::HOSTILE_LOOP,
-            "[partner.limits]\nfuel = 100000000000\ndeadline_ms = 2000",
-        );
+        + &slow_partner(2000);
     let host = host_on(&config, dir.path());
     for _ in 0..3 {
         let started = Instant::now();
@@ -91,12 +93,8 @@ async fn every_hostile_fixture_beside_the_examples() {
 #[tokio::test]
 async fn a_slow_plugin_delays_no_other_request() {
     let dir = tempfile::tempdir().unwrap();
-    let config = example_config().replace("deadline_ms = 400", "deadline_ms = 150")
-        + &partner(
-            "h-slow",
-            artifacts::HOSTILE_LOOP,
-            "[partner.limits]\nfuel = 100000000000\ndeadline_ms = 1000",
-        );
+    let config =
+        example_config().replace("deadline_ms = 400", "deadline_ms = 150") + &slow_partner(1000);
     let host = std::sync::Arc::new(host_on(&config, dir.path()));
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -132,12 +130,7 @@ async fn a_slow_plugin_delays_no_other_request() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_cut_by_the_slate_deadline_is_counted_once() {
     let dir = tempfile::tempdir().unwrap();
-    let config = example_config()
-        + &partner(
-            "h-slow",
-            artifacts::HOSTILE_LOOP,
-            "[partner.limits]\nfuel = 100000000000\ndeadline_ms = 2000",
-        );
+    let config = example_config() + &slow_partner(2000);
     let host = host_on(&config, dir.path());
     for i in 0..3 {
         let slate = host
