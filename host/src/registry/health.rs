@@ -188,4 +188,6 @@ impl Registry {
     }
 }
 
-pub(crate) type HealthBook = HashMap<String, PluginHealth>;
+/// Every plugin call counts into it: keyed by plugin key, which ops choose, so the fast
+/// hasher's weak DoS resistance does not matter.
+pub(crate) type HealthBook = HashMap<String, PluginHealth, foldhash::fast::RandomState>;
