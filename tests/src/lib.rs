@@ -12,17 +12,61 @@ pub use offerhost_plugin_artifacts::{self as artifacts, Artifact};
 use serde_json::Value;
 
 /// The `offerhost` binary that `cargo test --workspace` built next to this test binary.
+/// Refuses one older than the host's sources: `cargo test -p offerhost-tests` alone does
+/// not rebuild it, and the CLI tests would quietly run the old code.
 pub fn offerhost_bin() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    // <target>/<profile>/deps/<test-binary>
-    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
-    let bin = dir.join(format!("offerhost{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        bin.exists(),
-        "{} is missing: run the tests with `cargo test --workspace` (it builds the binary)",
-        bin.display()
-    );
-    bin
+    static CHECKED: OnceLock<PathBuf> = OnceLock::new();
+    CHECKED
+        .get_or_init(|| {
+            let exe = std::env::current_exe().expect("test binary path");
+            // <target>/<profile>/deps/<test-binary>
+            let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
+            let bin = dir.join(format!("offerhost{}", std::env::consts::EXE_SUFFIX));
+            let built = std::fs::metadata(&bin)
+                .and_then(|m| m.modified())
+                .unwrap_or_else(|_| {
+                    panic!(
+                        "{} is missing: run the tests with `cargo test --workspace` (it builds \
+                         the binary)",
+                        bin.display()
+                    )
+                });
+            let host = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../host");
+            if let Some((source, changed)) = newest_file(&host.join("src"))
+                && changed > built
+            {
+                panic!(
+                    "{} is older than {}: rebuild it with `cargo build -p offerhost`, or run \
+                     the tests with `cargo test --workspace`",
+                    bin.display(),
+                    source.display()
+                );
+            }
+            bin
+        })
+        .clone()
+}
+
+/// The most recently modified Rust file under `dir`, and when (an editor's swap file is
+/// not a source).
+pub fn newest_file(dir: &std::path::Path) -> Option<(PathBuf, std::time::SystemTime)> {
+    let mut newest: Option<(PathBuf, std::time::SystemTime)> = None;
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        for entry in std::fs::read_dir(&d).ok()?.flatten() {
+            let path = entry.path();
+            let Ok(meta) = entry.metadata() else { continue };
+            if meta.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs")
+                && let Ok(t) = meta.modified()
+                && newest.as_ref().is_none_or(|(_, n)| t > *n)
+            {
+                newest = Some((path, t));
+            }
+        }
+    }
+    newest
 }
 
 /// A command for the `offerhost` binary.
@@ -763,4 +807,31 @@ pub fn unique_prefix(name: &str) -> String {
         std::process::id(),
         N.fetch_add(1, Ordering::Relaxed)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    /// `newest_file` looks into subdirectories and goes by modification time.
+    #[test]
+    fn the_newest_file_is_found_in_a_subdirectory() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        let at = |name: &str, secs: u64| {
+            let f = std::fs::File::create(dir.path().join(name)).unwrap();
+            f.set_modified(SystemTime::UNIX_EPOCH + Duration::from_secs(secs))
+                .unwrap();
+        };
+        at("a.rs", 2_000_000_000);
+        at("sub/b.rs", 2_000_000_100);
+        at("c.rs", 1_000_000_000);
+        at("sub/.b.rs.swp", 2_000_000_200);
+        let (path, when) = super::newest_file(dir.path()).unwrap();
+        assert_eq!(path, dir.path().join("sub/b.rs"));
+        assert_eq!(
+            when,
+            SystemTime::UNIX_EPOCH + Duration::from_secs(2_000_000_100)
+        );
+    }
 }
