@@ -12,8 +12,9 @@ pub use offerhost_plugin_artifacts::{self as artifacts, Artifact};
 use serde_json::Value;
 
 /// The `offerhost` binary that `cargo test --workspace` built next to this test binary.
-/// Refuses one older than the host's sources: `cargo test -p offerhost-tests` alone does
-/// not rebuild it, and the CLI tests would quietly run the old code.
+/// Refuses one older than any of its sources (as cargo's dep-info file beside it lists
+/// them): `cargo test -p offerhost-tests` alone does not rebuild it, and the CLI tests
+/// would quietly run the old code.
 pub fn offerhost_bin() -> PathBuf {
     static CHECKED: OnceLock<PathBuf> = OnceLock::new();
     CHECKED
@@ -31,8 +32,8 @@ pub fn offerhost_bin() -> PathBuf {
                         bin.display()
                     )
                 });
-            let host = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../host");
-            if let Some((source, changed)) = newest_file(&host.join("src"))
+            let dep_info = std::fs::read_to_string(bin.with_extension("d")).unwrap_or_default();
+            if let Some((source, changed)) = newest_source(&dep_info)
                 && changed > built
             {
                 panic!(
@@ -47,26 +48,17 @@ pub fn offerhost_bin() -> PathBuf {
         .clone()
 }
 
-/// The most recently modified Rust file under `dir`, and when (an editor's swap file is
-/// not a source).
-pub fn newest_file(dir: &std::path::Path) -> Option<(PathBuf, std::time::SystemTime)> {
-    let mut newest: Option<(PathBuf, std::time::SystemTime)> = None;
-    let mut dirs = vec![dir.to_path_buf()];
-    while let Some(d) = dirs.pop() {
-        for entry in std::fs::read_dir(&d).ok()?.flatten() {
-            let path = entry.path();
-            let Ok(meta) = entry.metadata() else { continue };
-            if meta.is_dir() {
-                dirs.push(path);
-            } else if path.extension().is_some_and(|e| e == "rs")
-                && let Ok(t) = meta.modified()
-                && newest.as_ref().is_none_or(|(_, n)| t > *n)
-            {
-                newest = Some((path, t));
-            }
-        }
-    }
-    newest
+/// The most recently modified of the sources a cargo dep-info file (`target: src src
+/// ...`) lists, and when; sources that no longer exist are skipped.
+pub fn newest_source(dep_info: &str) -> Option<(PathBuf, std::time::SystemTime)> {
+    let (_, sources) = dep_info.lines().next()?.split_once(": ")?;
+    (sources.split_whitespace())
+        .filter_map(|s| {
+            let path = PathBuf::from(s);
+            let modified = std::fs::metadata(&path).and_then(|m| m.modified()).ok()?;
+            Some((path, modified))
+        })
+        .max_by_key(|(_, modified)| *modified)
 }
 
 /// A command for the `offerhost` binary.
@@ -813,25 +805,32 @@ pub fn unique_prefix(name: &str) -> String {
 mod tests {
     use std::time::{Duration, SystemTime};
 
-    /// `newest_file` looks into subdirectories and goes by modification time.
+    /// `newest_source` goes by modification time over the sources a dep-info file
+    /// lists, and only those.
     #[test]
-    fn the_newest_file_is_found_in_a_subdirectory() {
+    fn the_newest_listed_source_is_found() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir(dir.path().join("sub")).unwrap();
         let at = |name: &str, secs: u64| {
-            let f = std::fs::File::create(dir.path().join(name)).unwrap();
+            let path = dir.path().join(name);
+            let f = std::fs::File::create(&path).unwrap();
             f.set_modified(SystemTime::UNIX_EPOCH + Duration::from_secs(secs))
                 .unwrap();
+            path.display().to_string()
         };
-        at("a.rs", 2_000_000_000);
-        at("sub/b.rs", 2_000_000_100);
-        at("c.rs", 1_000_000_000);
-        at("sub/.b.rs.swp", 2_000_000_200);
-        let (path, when) = super::newest_file(dir.path()).unwrap();
-        assert_eq!(path, dir.path().join("sub/b.rs"));
+        let (a, b, c) = (
+            at("a.rs", 2_000_000_000),
+            at("b.rs", 2_000_000_100),
+            at("c.rs", 1_000_000_000),
+        );
+        at("unlisted.rs", 2_000_000_200);
+        let gone = dir.path().join("gone.rs").display().to_string();
+        let dep_info = format!("/target/debug/offerhost: {a} {b} {gone} {c}\n\n{a}:\n");
+        let (path, when) = super::newest_source(&dep_info).unwrap();
+        assert_eq!(path.display().to_string(), b);
         assert_eq!(
             when,
             SystemTime::UNIX_EPOCH + Duration::from_secs(2_000_000_100)
         );
+        assert!(super::newest_source("").is_none());
     }
 }
