@@ -422,8 +422,8 @@ impl Fanout {
 
     /// A pool thread's turn on `batch`.
     fn helper(self: &Arc<Self>, batch: &Arc<Batch>) {
-        let (fanout, work) = (self.clone(), batch.clone());
-        self.pool.spawn(move || fanout.work(&work));
+        let (fanout, batch) = (self.clone(), batch.clone());
+        self.pool.spawn(move || fanout.work(&batch));
     }
 
     /// Brings one more helper onto `batch`, unless it has all it may have or every core

@@ -490,7 +490,7 @@ impl SlateService {
         let fanout::Fanned {
             calls: finished,
             quarantine,
-        } = self.fan_out(calls, &derived, placement).await;
+        } = (self.fan_out(calls, &derived, placement, now.unix_timestamp() as u64)).await;
         for (key, reason) in quarantine {
             let registry = self.registry.clone();
             tracing::warn!(plugin = %key, %reason, "quarantining plugin");
@@ -657,7 +657,7 @@ impl SlateService {
             subject,
             tier,
             stage,
-            day: self.local_time(now).date(),
+            day: local.date(),
         };
         // The picked bids are not needed past this point: their offers move into the slate.
         slate.offers = picked
@@ -750,20 +750,20 @@ impl SlateService {
         Ok(slate)
     }
 
-    /// Calls every plugin in parallel, each call counted as it finishes; returns what
-    /// finished before the slate deadline and a `late` report for the rest, in input
-    /// order.
+    /// Calls every plugin in parallel, each call counted as it finishes (in the plugins'
+    /// health at `now`, unix seconds); returns what finished before the slate deadline
+    /// and a `late` report for the rest, in input order.
     async fn fan_out(
         &self,
         calls: Vec<Call>,
         derived: &Arc<profile::Derived>,
         placement: &PlacementConfig,
+        now: u64,
     ) -> fanout::Fanned {
         if calls.is_empty() {
             return fanout::Fanned::default();
         }
         let budget = Duration::from_millis(self.config.slate.deadline_ms);
-        let now = self.clock.unix();
         let context = fanout::Context {
             derived: derived.clone(),
             placement: placement.id.clone(),
