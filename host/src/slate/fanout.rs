@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 
 use super::call_fields;
 use super::deployment::{DeployedPlugin, Variant};
-use super::pool::FanoutPool;
+use super::pool::{FanoutPool, Task};
 use super::profile;
 use crate::model::{Bid, Channel, RejectedBid, screen_bids};
 use crate::registry::Registry;
@@ -371,12 +371,6 @@ impl Fanout {
         self.chores.drained(slot)
     }
 
-    /// A helper's turn on `batch`.
-    fn work(self: &Arc<Self>, batch: &Arc<Batch>) {
-        let _busy = self.busy();
-        self.take_calls(batch);
-    }
-
     /// Takes calls off `batch` until none is left or the slate's budget is spent. Each
     /// call runs with its deadline cut to what is left of the budget; one stopped by that
     /// cut, not by its own deadline, is reported `late`.
@@ -422,8 +416,10 @@ impl Fanout {
 
     /// A pool thread's turn on `batch`.
     fn helper(self: &Arc<Self>, batch: &Arc<Batch>) {
-        let (fanout, batch) = (self.clone(), batch.clone());
-        self.pool.spawn(move || fanout.work(&batch));
+        self.pool.spawn(Help {
+            fanout: self.clone(),
+            batch: batch.clone(),
+        });
     }
 
     /// Brings one more helper onto `batch`, unless it has all it may have or every core
@@ -516,6 +512,25 @@ impl Fanout {
             bids,
             rejected,
         }
+    }
+}
+
+/// A helper's turn on a batch, for a pool thread.
+struct Help {
+    fanout: Arc<Fanout>,
+    batch: Arc<Batch>,
+}
+
+impl Task for Help {
+    /// Not once every call has been taken (by the request's thread, most often, while
+    /// this waited for a thread).
+    fn wanted(&self) -> bool {
+        self.batch.next.load(Ordering::Relaxed) < self.batch.calls.len()
+    }
+
+    fn run(self: Box<Self>) {
+        let _busy = self.fanout.busy();
+        self.fanout.take_calls(&self.batch);
     }
 }
 

@@ -17,7 +17,29 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, unbounded};
 
-type Task = Box<dyn FnOnce() + Send>;
+/// Work for a pool thread.
+pub(crate) trait Task: Send + 'static {
+    /// Whether running it would still do anything. A task that others have done while it
+    /// waited (a helper for a slate whose calls are all taken) is dropped unrun, and no
+    /// thread is woken for it: after a thread has lost its core for a while, its queue
+    /// holds one such task per slate answered meanwhile, and waking a thread for each
+    /// would crowd the core that the next slates' helpers run on.
+    fn wanted(&self) -> bool {
+        true
+    }
+
+    fn run(self: Box<Self>);
+}
+
+impl<F: FnOnce() + Send + 'static> Task for F {
+    fn run(self: Box<Self>) {
+        self()
+    }
+}
+
+type BoxedTask = Box<dyn Task>;
+/// Chores are always wanted.
+type Chore = Box<dyn FnOnce() + Send>;
 
 /// How long a thread keeps watching for work after its last task.
 const WATCH: Duration = Duration::from_micros(200);
@@ -25,14 +47,14 @@ const WATCH: Duration = Duration::from_micros(200);
 /// A fixed set of threads running submitted tasks.
 pub(crate) struct FanoutPool {
     /// Tasks for watching threads: nobody blocks on it, so sending never wakes anyone.
-    hot: Sender<Task>,
+    hot: Sender<BoxedTask>,
     /// Tasks for parked threads, or a nudge to look at `hot`.
     cold: Sender<Job>,
     threads: usize,
     /// Chores for watching threads, and the same queue's other end, to take one back
     /// when every watcher stopped before it could see it.
-    chores: Sender<Task>,
-    chores_back: Receiver<Task>,
+    chores: Sender<Chore>,
+    chores_back: Receiver<Chore>,
     /// Threads watching `hot`.
     watching: Arc<AtomicUsize>,
 }
@@ -43,9 +65,9 @@ impl FanoutPool {
     /// using.
     pub(crate) fn new(threads: usize, busy: Arc<AtomicUsize>, cores: usize) -> FanoutPool {
         let threads = threads.max(1);
-        let (hot, hot_rx) = unbounded::<Task>();
+        let (hot, hot_rx) = unbounded::<BoxedTask>();
         let (cold, cold_rx) = unbounded::<Job>();
-        let (chores, chores_rx) = unbounded::<Task>();
+        let (chores, chores_rx) = unbounded::<Chore>();
         let watching = Arc::new(AtomicUsize::new(0));
         for n in 0..threads {
             let worker = Worker {
@@ -74,10 +96,10 @@ impl FanoutPool {
 
     /// Runs `task` on the next free thread: a watching one if there is one, else a parked
     /// one, woken.
-    pub(crate) fn spawn(&self, task: impl FnOnce() + Send + 'static) {
+    pub(crate) fn spawn(&self, task: impl Task) {
         // The receivers live as long as the threads, which stop only when the pool is
         // dropped, so sending cannot fail.
-        let task: Task = Box::new(task);
+        let task: BoxedTask = Box::new(task);
         if self.watching.load(Ordering::SeqCst) == 0 {
             let _ = self.cold.send(Job::Task(task));
             return;
@@ -101,7 +123,7 @@ impl FanoutPool {
     /// gives it back when no thread is watching, for the caller to run: waking a parked
     /// thread would cost more than the chore. A helper task sent meanwhile waits for the
     /// chore to finish, so chores must be short.
-    pub(crate) fn chore(&self, task: Task) -> Option<Task> {
+    pub(crate) fn chore(&self, task: Chore) -> Option<Chore> {
         if self.watching.load(Ordering::SeqCst) == 0 {
             return Some(task);
         }
@@ -128,16 +150,16 @@ impl Drop for FanoutPool {
 
 /// What parked threads receive.
 enum Job {
-    Task(Task),
+    Task(BoxedTask),
     /// Look at `hot`: a task there has nobody watching for it.
     Look,
     Stop,
 }
 
 struct Worker {
-    hot: Receiver<Task>,
+    hot: Receiver<BoxedTask>,
     cold: Receiver<Job>,
-    chores: Receiver<Task>,
+    chores: Receiver<Chore>,
     /// To wake a parked thread for a task this one cannot take.
     nudge: Sender<Job>,
     watching: Arc<AtomicUsize>,
@@ -150,7 +172,11 @@ impl Worker {
         loop {
             // Parked until there is work (or a nudge to look at `hot`).
             match self.cold.recv() {
-                Ok(Job::Task(task)) => run(task),
+                Ok(Job::Task(task)) => {
+                    if task.wanted() {
+                        run(|| task.run());
+                    }
+                }
                 Ok(Job::Look) => {}
                 Ok(Job::Stop) | Err(_) => return,
             }
@@ -165,7 +191,7 @@ impl Worker {
                     // this thread stop watching, or this sees its task below.
                     fence(Ordering::SeqCst);
                 }
-                match self.hot.try_recv() {
+                match self.next_wanted() {
                     Ok(task) => {
                         if !stop {
                             self.watching.fetch_sub(1, Ordering::SeqCst);
@@ -176,7 +202,7 @@ impl Worker {
                         if !self.hot.is_empty() && self.watching.load(Ordering::SeqCst) == 0 {
                             let _ = self.nudge.send(Job::Look);
                         }
-                        run(task);
+                        run(|| task.run());
                         self.watching.fetch_add(1, Ordering::SeqCst);
                         until = Instant::now() + WATCH;
                     }
@@ -198,6 +224,17 @@ impl Worker {
         }
     }
 
+    /// The first task waiting for watchers that is still wanted; the others before it
+    /// are dropped.
+    fn next_wanted(&self) -> Result<BoxedTask, crossbeam_channel::TryRecvError> {
+        loop {
+            let task = self.hot.try_recv()?;
+            if task.wanted() {
+                return Ok(task);
+            }
+        }
+    }
+
     /// Whether this thread's watching leaves a core idle for nothing else: one core per
     /// thread running calls and per watching thread, this one included.
     fn core_to_spare(&self) -> bool {
@@ -205,7 +242,7 @@ impl Worker {
     }
 }
 
-fn run(task: Task) {
+fn run(task: impl FnOnce()) {
     // A panic in one call must not take a worker away for good.
     if std::panic::catch_unwind(std::panic::AssertUnwindSafe(task)).is_err() {
         tracing::error!("a fan-out task panicked");
@@ -216,6 +253,41 @@ fn run(task: Task) {
 mod tests {
     use super::*;
     use std::sync::mpsc;
+
+    /// A task that is no longer wanted when a thread reaches it is dropped unrun, whether
+    /// it waited for a watching thread or woke a parked one; wanted tasks around it run.
+    #[test]
+    fn tasks_no_longer_wanted_are_dropped_unrun() {
+        struct Stale(mpsc::Sender<&'static str>);
+        impl Task for Stale {
+            fn wanted(&self) -> bool {
+                false
+            }
+            fn run(self: Box<Self>) {
+                self.0.send("stale").unwrap();
+            }
+        }
+        let pool = FanoutPool::new(2, Arc::new(AtomicUsize::new(0)), 2);
+        let (ran, runs) = mpsc::channel::<&'static str>();
+        for round in 0..50 {
+            for _ in 0..3 {
+                pool.spawn(Stale(ran.clone()));
+            }
+            let ran = ran.clone();
+            pool.spawn(move || ran.send("wanted").unwrap());
+            assert_eq!(
+                runs.recv_timeout(Duration::from_secs(5)),
+                Ok("wanted"),
+                "round {round}: the wanted task runs, and no stale one before it"
+            );
+            if round % 10 == 0 {
+                // Let the threads stop watching, so the next tasks go to parked ones.
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(runs.try_recv().is_err(), "a stale task ran");
+    }
 
     /// Every chore runs exactly once: on a watching thread, or given back to the caller
     /// when none is watching, whichever way the race with a thread that stops watching
