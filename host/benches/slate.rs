@@ -73,10 +73,15 @@ fn main() {
     c.final_summary();
 
     println!(
-        "\nhost overhead ({cores} cores; plugin time = sum of the plugins' own time / min(plugins, cores)):"
+        "\nhost overhead ({cores} cores; plugin time = sum of the plugins' own time / min(plugins, cores);"
     );
-    println!("| plugins | slate mean | p50 | p99 | plugin time | host overhead |");
-    println!("|---|---|---|---|---|---|");
+    println!(
+        "core round trip = a cache line's trip between two cores and back, before and after the row):"
+    );
+    println!(
+        "| plugins | slate mean | p50 | p99 | plugin time | host overhead | core round trip |"
+    );
+    println!("|---|---|---|---|---|---|---|");
     for row in rows {
         println!("{row}");
     }
@@ -102,6 +107,7 @@ fn overhead(
             .collect();
         keys.iter().map(|k| registry.health(k).exec_us_total).sum()
     };
+    let trip_before = common::core_round_trip_ns();
     let before = exec_total();
     // One runtime entry for all rounds, as in the criterion loop.
     let mut each = rt.block_on(async {
@@ -109,19 +115,26 @@ fn overhead(
         for _ in 0..rounds {
             let req = common::request("bench-subject");
             let one = Instant::now();
-            state.slate(req).await.unwrap();
+            let slate = state.slate(req).await.unwrap();
             each.push(one.elapsed());
+            // Dropped outside the timing, as criterion drops the loop's outputs: the
+            // response is the HTTP layer's to write and free.
+            drop(slate);
         }
         each
     });
     let slate_us = each.iter().sum::<Duration>().as_secs_f64() * 1e6 / rounds as f64;
     let plugin_us = (exec_total() - before) as f64 / rounds as f64 / n.min(cores) as f64;
+    let trip_after = common::core_round_trip_ns();
+    let trip = |ns: Option<f64>| ns.map_or("n/a".to_string(), |ns| format!("{ns:.0}"));
     each.sort_unstable();
     let pct = |p: usize| each[(each.len() * p / 100).min(each.len() - 1)].as_secs_f64() * 1e6;
     format!(
-        "| {n} | {slate_us:.0} µs | {:.0} µs | {:.0} µs | {plugin_us:.0} µs | {:.0} % |",
+        "| {n} | {slate_us:.0} µs | {:.0} µs | {:.0} µs | {plugin_us:.0} µs | {:.0} % | {} / {} ns |",
         pct(50),
         pct(99),
-        (1.0 - plugin_us / slate_us) * 100.0
+        (1.0 - plugin_us / slate_us) * 100.0,
+        trip(trip_before),
+        trip(trip_after),
     )
 }

@@ -48,3 +48,64 @@ pub fn request(subject: &str) -> SlateRequest {
     }))
     .unwrap()
 }
+
+/// How long one cache line takes to go from this thread's core to another thread's core
+/// and back, in nanoseconds (the mean of many exchanges): the price of every piece of data
+/// the two cores of a split slate share. On a virtual machine it depends on where the host
+/// has placed the vCPUs, and can change while the benches run. `None` with fewer than two
+/// cores, or when the other thread gets no core of its own within a second.
+pub fn core_round_trip_ns() -> Option<f64> {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::time::{Duration, Instant};
+
+    const WARM_UP: u64 = 1_000;
+    const ROUNDS: u64 = 50_000;
+    if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
+        return None;
+    }
+    let deadline = Instant::now() + Duration::from_secs(1);
+    // Odd: this thread's turn is done, the other's is due; even: the other way round.
+    let turn = Arc::new(AtomicU64::new(0));
+    let abandon = Arc::new(AtomicBool::new(false));
+    // Waits until `turn` is `want`; false once the exchange is abandoned.
+    let wait = move |turn: &AtomicU64, abandon: &AtomicBool, want: u64| -> bool {
+        let mut spins = 0u32;
+        while turn.load(Ordering::Acquire) != want {
+            std::hint::spin_loop();
+            spins = spins.wrapping_add(1);
+            if spins.is_multiple_of(4096)
+                && (abandon.load(Ordering::Relaxed) || Instant::now() > deadline)
+            {
+                abandon.store(true, Ordering::Relaxed);
+                return false;
+            }
+        }
+        true
+    };
+    let other = {
+        let (turn, abandon) = (turn.clone(), abandon.clone());
+        std::thread::spawn(move || {
+            for i in 0..WARM_UP + ROUNDS {
+                if !wait(&turn, &abandon, 2 * i + 1) {
+                    return;
+                }
+                turn.store(2 * i + 2, Ordering::Release);
+            }
+        })
+    };
+    let mut timed_from = Instant::now();
+    let mut done = true;
+    for i in 0..WARM_UP + ROUNDS {
+        if i == WARM_UP {
+            timed_from = Instant::now();
+        }
+        turn.store(2 * i + 1, Ordering::Release);
+        if !wait(&turn, &abandon, 2 * i + 2) {
+            done = false;
+            break;
+        }
+    }
+    let elapsed = timed_from.elapsed();
+    other.join().ok()?;
+    done.then(|| elapsed.as_nanos() as f64 / ROUNDS as f64)
+}
