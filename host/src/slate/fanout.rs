@@ -85,7 +85,7 @@ impl Accountant {
             metrics.bids.inc_by(u64::from(done.returned));
         }
         let reason = self.registry.record_outcome(
-            &call.plugin.key,
+            &call.plugin.health,
             &report.outcome,
             report.cost.wall_time_us,
             now,
@@ -374,18 +374,25 @@ impl Fanout {
     /// Takes calls off `batch` until none is left or the slate's budget is spent. Each
     /// call runs with its deadline cut to what is left of the budget; one stopped by that
     /// cut, not by its own deadline, is reported `late`.
+    ///
+    /// Every worker writes the batch's shared counters as seldom as it can: each such
+    /// write moves a cache line from the other core, which costs several times as much
+    /// when the two cores are far apart (see the benches' core round trip).
     fn take_calls(self: &Arc<Self>, batch: &Arc<Batch>) {
         let total = batch.calls.len();
+        // Calls finished here, added to the batch's count once this worker stops.
+        let mut finished = 0;
+        let mut rescuer = None;
         loop {
             let i = batch.next.fetch_add(1, Ordering::Relaxed);
             let left = batch.budget.saturating_sub(batch.started.elapsed());
             if i >= total || left.is_zero() {
-                return;
+                break;
             }
             if i + 1 < total {
                 self.add_worker(batch);
             }
-            let done = self.call(batch, i, left);
+            let done = self.call(batch, i, left, &mut rescuer);
             {
                 let mut slot = batch.results[i].lock().unwrap_or_else(|e| e.into_inner());
                 // A closed slot was counted late by the request, which has stopped
@@ -395,13 +402,15 @@ impl Fanout {
                     *slot = Slot::Done(done);
                 }
             }
-            // SeqCst here and in `wait`: each side writes one flag and then reads the
-            // other's, which only a total order makes safe (no lost wake-up).
-            if batch.finished.fetch_add(1, Ordering::SeqCst) + 1 == total
-                && batch.parked.load(Ordering::SeqCst)
-            {
-                batch.waiter.unpark();
-            }
+            finished += 1;
+        }
+        // SeqCst here and in `wait`: each side writes one flag and then reads the other's,
+        // which only a total order makes safe (no lost wake-up).
+        if finished > 0
+            && batch.finished.fetch_add(finished, Ordering::SeqCst) + finished == total
+            && batch.parked.load(Ordering::SeqCst)
+        {
+            batch.waiter.unpark();
         }
     }
 
@@ -425,10 +434,12 @@ impl Fanout {
     /// Brings one more helper onto `batch`, unless it has all it may have or every core
     /// is already running calls.
     fn add_worker(self: &Arc<Self>, batch: &Arc<Batch>) {
-        if self.active.load(Ordering::Relaxed) >= self.cores {
+        // The batch's count first: once it is full it no longer changes, while every
+        // slate's threads write the count of active ones.
+        let mut n = batch.workers.load(Ordering::Relaxed);
+        if n >= self.cores || self.active.load(Ordering::Relaxed) >= self.cores {
             return;
         }
-        let mut n = batch.workers.load(Ordering::Relaxed);
         while n < self.cores {
             match batch.workers.compare_exchange_weak(
                 n,
@@ -465,8 +476,15 @@ impl Fanout {
         }
     }
 
-    /// Call `i` of `batch`: features, the plugin, the bids screened.
-    fn call(self: &Arc<Self>, batch: &Arc<Batch>, i: usize, left: Duration) -> Done {
+    /// Call `i` of `batch`: features, the plugin, the bids screened. `rescuer` is this
+    /// worker's, made for its first call that has others behind it.
+    fn call(
+        self: &Arc<Self>,
+        batch: &Arc<Batch>,
+        i: usize,
+        left: Duration,
+        rescuer: &mut Option<Arc<Rescuer>>,
+    ) -> Done {
         let (call, context, started) = (&batch.calls[i], &batch.context, batch.started);
         let plugin = &call.plugin;
         let features = profile::features_for(
@@ -485,10 +503,17 @@ impl Fanout {
         };
         // Only a call with others behind it has anything to rescue.
         let stuck = (i + 1 < batch.calls.len()).then(|| {
-            let (fanout, batch) = (self.clone(), batch.clone());
+            let rescuer = rescuer
+                .get_or_insert_with(|| {
+                    Arc::new(Rescuer {
+                        fanout: self.clone(),
+                        batch: batch.clone(),
+                    })
+                })
+                .clone();
             SlowCall {
                 after: STUCK,
-                then: Box::new(move || fanout.rescue(&batch)),
+                then: Box::new(move || rescuer.fanout.rescue(&rescuer.batch)),
             }
         });
         let mut report = self.sandbox.bid_watched(
@@ -513,6 +538,14 @@ impl Fanout {
             rejected,
         }
     }
+}
+
+/// What a stuck call's callback needs. One worker's calls on a batch share one, so that
+/// each call copies a reference only that worker writes, not the fan-out's and the
+/// batch's, which the other workers' calls write at the same time.
+struct Rescuer {
+    fanout: Arc<Fanout>,
+    batch: Arc<Batch>,
 }
 
 /// A helper's turn on a batch, for a pool thread.
