@@ -2,6 +2,7 @@
 //! failure rate crosses a threshold over a sliding window.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -83,22 +84,33 @@ pub(crate) fn is_failure(outcome: &Outcome) -> bool {
 }
 
 impl Registry {
-    /// Counts one call's outcome, made at `now` (unix seconds; a slate reads the clock
-    /// once for all its calls). Returns the quarantine reason when this call tipped the
-    /// plugin over the threshold (the caller then quarantines it, off the hot path).
-    pub fn record_outcome(
+    /// The health of plugin `key`, made on first use; deployments keep it with the
+    /// plugin, so that counting a call locks only that plugin's.
+    pub(crate) fn health_cell(&self, key: &str) -> HealthCell {
+        let mut book = self.health.lock().unwrap_or_else(|p| p.into_inner());
+        match book.get(key) {
+            Some(cell) => cell.clone(),
+            None => {
+                let cell = HealthCell::default();
+                book.insert(key.to_string(), cell.clone());
+                cell
+            }
+        }
+    }
+
+    /// Counts one call's outcome in `health` (its plugin's, from [`Registry::health_cell`]),
+    /// made at `now` (unix seconds; a slate reads the clock once for all its calls).
+    /// Returns the quarantine reason when this call tipped the plugin over the threshold
+    /// (the caller then quarantines it, off the hot path).
+    pub(crate) fn record_outcome(
         &self,
-        key: &str,
+        health: &HealthCell,
         outcome: &Outcome,
         exec_us: u64,
         now: u64,
     ) -> Option<String> {
         let policy = self.quarantine_policy;
-        let mut book = self.health.lock().unwrap_or_else(|p| p.into_inner());
-        if !book.contains_key(key) {
-            book.insert(key.to_string(), PluginHealth::default());
-        }
-        let h = book.get_mut(key).expect("just inserted");
+        let mut h = health.lock();
         if let Some(count) = h.outcomes.get_mut(outcome.kind()) {
             *count += 1;
         } else {
@@ -142,8 +154,8 @@ impl Registry {
 
     /// Counts one shadow comparison.
     pub fn record_shadow(&self, key: &str, differed: bool) {
-        let mut book = self.health.lock().unwrap_or_else(|p| p.into_inner());
-        let h = book.entry(key.to_string()).or_default();
+        let cell = self.health_cell(key);
+        let mut h = cell.lock();
         h.shadow_compared += 1;
         h.shadow_differed += differed as u64;
     }
@@ -151,8 +163,14 @@ impl Registry {
     /// Forgets the failure window of `key` (after ops reinstate it, or when a
     /// quarantine could not be recorded).
     pub fn reset_health(&self, key: &str) {
-        let mut book = self.health.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(h) = book.get_mut(key) {
+        let cell = self
+            .health
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(key)
+            .cloned();
+        if let Some(cell) = cell {
+            let mut h = cell.lock();
             h.window.clear();
             h.calls = 0;
             h.failures = 0;
@@ -168,9 +186,14 @@ impl Registry {
             .plugins
             .get(key)
             .and_then(|e| e.quarantined.clone());
-        let book = self.health.lock().unwrap_or_else(|p| p.into_inner());
-        let empty = PluginHealth::default();
-        let h = book.get(key).unwrap_or(&empty);
+        let cell = self
+            .health
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(key)
+            .cloned();
+        let cell = cell.unwrap_or_default();
+        let h = cell.lock();
         HealthReport {
             plugin: key.to_string(),
             outcomes: h
@@ -188,6 +211,15 @@ impl Registry {
     }
 }
 
-/// Every plugin call counts into it: keyed by plugin key, which ops choose, so the fast
-/// hasher's weak DoS resistance does not matter.
-pub(crate) type HealthBook = HashMap<String, PluginHealth, foldhash::fast::RandomState>;
+/// One plugin's health, shared by the deployments that include it.
+#[derive(Clone, Default)]
+pub(crate) struct HealthCell(Arc<Mutex<PluginHealth>>);
+
+impl HealthCell {
+    fn lock(&self) -> MutexGuard<'_, PluginHealth> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Every plugin's health, by plugin key.
+pub(crate) type HealthBook = HashMap<String, HealthCell>;

@@ -25,7 +25,7 @@ use crate::model::Features;
 use crate::sandbox::{Limits, Plugin, Sandbox};
 use crate::slate::deployment::{DeployedPlugin, Deployment, Variant};
 use crate::store::{Store, StoreError};
-pub(crate) use health::is_failure;
+pub(crate) use health::{HealthCell, is_failure};
 pub use health::{HealthReport, QuarantinePolicy};
 pub use model::{
     AuditEntry, Canary, Partner, PluginEntry, RegistryDoc, Role, TokenMeta, VersionMeta,
@@ -345,6 +345,7 @@ impl Registry {
                     },
                     config: Arc::new(entry.config.clone()),
                     limits: entry.limits.unwrap_or(self.limits),
+                    health: self.health_cell(&entry.key()),
                 })
             })();
             match deployed {

@@ -57,6 +57,8 @@ pub struct DeployedPlugin {
     pub config: Arc<PluginConfig>,
     /// Its per-call limits.
     pub limits: Limits,
+    /// Its health, which each of its calls counts into.
+    pub(crate) health: crate::registry::HealthCell,
 }
 
 /// Buckets per plugin for canary assignment.
