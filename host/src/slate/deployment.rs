@@ -14,6 +14,7 @@ use super::profile::FeatureField;
 
 /// One version of a plugin, compiled.
 #[derive(Clone)]
+#[repr(align(128))]
 pub struct Variant {
     /// The compiled plugin.
     pub plugin: Plugin,
@@ -32,6 +33,7 @@ pub struct Variant {
 }
 
 /// One partner plugin, ready to call.
+#[repr(align(128))]
 pub struct DeployedPlugin {
     /// `partner/plugin`.
     pub key: String,

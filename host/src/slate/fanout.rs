@@ -149,6 +149,7 @@ impl Done {
 }
 
 /// What a slate's calls run on: the sandbox and the helper threads.
+#[repr(align(128))]
 pub(super) struct Fanout {
     sandbox: Arc<Sandbox>,
     accountant: Accountant,
