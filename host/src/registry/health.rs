@@ -98,6 +98,12 @@ impl Registry {
         }
     }
 
+    /// The health of plugin `key` if any has been kept.
+    fn known_health(&self, key: &str) -> Option<HealthCell> {
+        let book = self.health.lock().unwrap_or_else(|p| p.into_inner());
+        book.get(key).cloned()
+    }
+
     /// Counts one call's outcome in `health` (its plugin's, from [`Registry::health_cell`]),
     /// made at `now` (unix seconds; a slate reads the clock once for all its calls).
     /// Returns the quarantine reason when this call tipped the plugin over the threshold
@@ -163,13 +169,7 @@ impl Registry {
     /// Forgets the failure window of `key` (after ops reinstate it, or when a
     /// quarantine could not be recorded).
     pub fn reset_health(&self, key: &str) {
-        let cell = self
-            .health
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(key)
-            .cloned();
-        if let Some(cell) = cell {
+        if let Some(cell) = self.known_health(key) {
             let mut h = cell.lock();
             h.window.clear();
             h.calls = 0;
@@ -186,13 +186,7 @@ impl Registry {
             .plugins
             .get(key)
             .and_then(|e| e.quarantined.clone());
-        let cell = self
-            .health
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(key)
-            .cloned();
-        let cell = cell.unwrap_or_default();
+        let cell = self.known_health(key).unwrap_or_default();
         let h = cell.lock();
         HealthReport {
             plugin: key.to_string(),
