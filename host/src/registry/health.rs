@@ -158,10 +158,10 @@ impl Registry {
         None
     }
 
-    /// Counts one shadow comparison.
-    pub fn record_shadow(&self, key: &str, differed: bool) {
-        let cell = self.health_cell(key);
-        let mut h = cell.lock();
+    /// Counts one shadow comparison in `health` (the plugin's, from
+    /// [`Registry::health_cell`]).
+    pub(crate) fn record_shadow(&self, health: &HealthCell, differed: bool) {
+        let mut h = health.lock();
         h.shadow_compared += 1;
         h.shadow_differed += differed as u64;
     }
@@ -215,5 +215,7 @@ impl HealthCell {
     }
 }
 
-/// Every plugin's health, by plugin key.
+/// Every plugin's health, by plugin key. Entries are never removed or replaced: the
+/// deployments hold the cells, and a plugin's calls from an old snapshot and a new one
+/// must count into the same one.
 pub(crate) type HealthBook = HashMap<String, HealthCell>;

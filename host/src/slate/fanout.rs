@@ -435,7 +435,7 @@ impl Fanout {
     /// Brings one more helper onto `batch`, unless it has all it may have or every core
     /// is already running calls.
     fn add_worker(self: &Arc<Self>, batch: &Arc<Batch>) {
-        // The batch's count first: once it is full it no longer changes, while every
+        // The batch's count first: once it is full only a rescue changes it, while every
         // slate's threads write the count of active ones.
         let mut n = batch.workers.load(Ordering::Relaxed);
         if n >= self.cores || self.active.load(Ordering::Relaxed) >= self.cores {

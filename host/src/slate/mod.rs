@@ -690,7 +690,7 @@ impl SlateService {
                 .and_then(|r| r.top_offer.clone());
             let shadow_top = rank::top_offer(&done.bids);
             let differed = active_top != shadow_top;
-            self.registry.record_shadow(&call.plugin.key, differed);
+            self.registry.record_shadow(&call.plugin.health, differed);
             self.aggregates.add(
                 &call.plugin.arm_bucket,
                 &call.variant.arm_row,

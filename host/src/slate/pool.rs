@@ -20,10 +20,12 @@ use crossbeam_channel::{Receiver, Sender, unbounded};
 /// Work for a pool thread.
 pub(crate) trait Task: Send + 'static {
     /// Whether running it would still do anything. A task that others have done while it
-    /// waited (a helper for a slate whose calls are all taken) is dropped unrun, and no
-    /// thread is woken for it: after a thread has lost its core for a while, its queue
-    /// holds one such task per slate answered meanwhile, and waking a thread for each
-    /// would crowd the core that the next slates' helpers run on.
+    /// waited (a helper for a slate whose calls are all taken) is dropped unrun, and is
+    /// not a reason to wake a thread: after the watching thread has lost its core for a
+    /// while, the queue holds one such task per slate answered meanwhile, and waking a
+    /// thread for each would crowd the core that the next slates' helpers run on. (A
+    /// thread taking a wanted task still wakes another when the queue is not empty, stale
+    /// tasks and all; that one finds nothing and stops watching soon.)
     fn wanted(&self) -> bool {
         true
     }
@@ -173,9 +175,12 @@ impl Worker {
             // Parked until there is work (or a nudge to look at `hot`).
             match self.cold.recv() {
                 Ok(Job::Task(task)) => {
-                    if task.wanted() {
-                        run(|| task.run());
+                    if !task.wanted() {
+                        // Sent while nobody watched, and done by others since: only a
+                        // `Look` asks this thread to watch.
+                        continue;
                     }
+                    run(|| task.run());
                 }
                 Ok(Job::Look) => {}
                 Ok(Job::Stop) | Err(_) => return,
