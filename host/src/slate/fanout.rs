@@ -426,10 +426,7 @@ impl Fanout {
 
     /// A pool thread's turn on `batch`.
     fn helper(self: &Arc<Self>, batch: &Arc<Batch>) {
-        self.pool.spawn(Help {
-            fanout: self.clone(),
-            batch: batch.clone(),
-        });
+        self.pool.spawn(OnBatch::new(self, batch));
     }
 
     /// Brings one more helper onto `batch`, unless it has all it may have or every core
@@ -484,7 +481,7 @@ impl Fanout {
         batch: &Arc<Batch>,
         i: usize,
         left: Duration,
-        rescuer: &mut Option<Arc<Rescuer>>,
+        rescuer: &mut Option<Arc<OnBatch>>,
     ) -> Done {
         let (call, context, started) = (&batch.calls[i], &batch.context, batch.started);
         let plugin = &call.plugin;
@@ -505,12 +502,7 @@ impl Fanout {
         // Only a call with others behind it has anything to rescue.
         let stuck = (i + 1 < batch.calls.len()).then(|| {
             let rescuer = rescuer
-                .get_or_insert_with(|| {
-                    Arc::new(Rescuer {
-                        fanout: self.clone(),
-                        batch: batch.clone(),
-                    })
-                })
+                .get_or_insert_with(|| Arc::new(OnBatch::new(self, batch)))
                 .clone();
             SlowCall {
                 after: STUCK,
@@ -541,21 +533,25 @@ impl Fanout {
     }
 }
 
-/// What a stuck call's callback needs. One worker's calls on a batch share one, so that
-/// each call copies a reference only that worker writes, not the fan-out's and the
-/// batch's, which the other workers' calls write at the same time.
-struct Rescuer {
+/// A batch and the fan-out it runs on: a helper's turn, for a pool thread, and what a
+/// stuck call's callback needs. For the callbacks, one worker's calls on a batch share
+/// one, so that each call copies a reference only that worker writes, not the fan-out's
+/// and the batch's, which the other workers' calls write at the same time.
+struct OnBatch {
     fanout: Arc<Fanout>,
     batch: Arc<Batch>,
 }
 
-/// A helper's turn on a batch, for a pool thread.
-struct Help {
-    fanout: Arc<Fanout>,
-    batch: Arc<Batch>,
+impl OnBatch {
+    fn new(fanout: &Arc<Fanout>, batch: &Arc<Batch>) -> OnBatch {
+        OnBatch {
+            fanout: fanout.clone(),
+            batch: batch.clone(),
+        }
+    }
 }
 
-impl Task for Help {
+impl Task for OnBatch {
     /// Not once every call has been taken (by the request's thread, most often, while
     /// this waited for a thread).
     fn wanted(&self) -> bool {
