@@ -107,7 +107,7 @@ fn overhead(
             .collect();
         keys.iter().map(|k| registry.health(k).exec_us_total).sum()
     };
-    let trip_before = common::core_round_trip_ns();
+    let trip_before = common::core_round_trip();
     let before = exec_total();
     // One runtime entry for all rounds, as in the criterion loop.
     let mut each = rt.block_on(async {
@@ -125,16 +125,13 @@ fn overhead(
     });
     let slate_us = each.iter().sum::<Duration>().as_secs_f64() * 1e6 / rounds as f64;
     let plugin_us = (exec_total() - before) as f64 / rounds as f64 / n.min(cores) as f64;
-    let trip_after = common::core_round_trip_ns();
-    let trip = |ns: Option<f64>| ns.map_or("n/a".to_string(), |ns| format!("{ns:.0}"));
+    let trip_after = common::core_round_trip();
     each.sort_unstable();
     let pct = |p: usize| each[(each.len() * p / 100).min(each.len() - 1)].as_secs_f64() * 1e6;
     format!(
-        "| {n} | {slate_us:.0} µs | {:.0} µs | {:.0} µs | {plugin_us:.0} µs | {:.0} % | {} / {} ns |",
+        "| {n} | {slate_us:.0} µs | {:.0} µs | {:.0} µs | {plugin_us:.0} µs | {:.0} % | {trip_before} / {trip_after} |",
         pct(50),
         pct(99),
         (1.0 - plugin_us / slate_us) * 100.0,
-        trip(trip_before),
-        trip(trip_after),
     )
 }

@@ -26,7 +26,7 @@ fn main() {
     let allowed = allowed_cpus();
     let exe = std::env::current_exe().expect("bench binary path");
     let mut rows = Vec::new();
-    let trip_before = common::core_round_trip_ns();
+    let trip_before = common::core_round_trip();
     for n in [1, 2, 4, 8, 16].into_iter().filter(|n| *n <= allowed.len()) {
         let cpus: Vec<String> = allowed[..n].iter().map(usize::to_string).collect();
         let cpus = cpus.join(",");
@@ -58,11 +58,9 @@ fn main() {
     for (n, rate) in rows {
         println!("| {n} | {rate:.0} | {:.2}x |", rate / one);
     }
-    let trip = |ns: Option<f64>| ns.map_or("n/a".to_string(), |ns| format!("{ns:.0} ns"));
     println!(
-        "core round trip (a cache line's trip between two cores and back), before and after: {} / {}",
-        trip(trip_before),
-        trip(common::core_round_trip_ns())
+        "core round trip (a cache line's trip between two cores and back), before and after: {trip_before} / {}",
+        common::core_round_trip()
     );
 }
 

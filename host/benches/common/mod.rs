@@ -49,6 +49,11 @@ pub fn request(subject: &str) -> SlateRequest {
     .unwrap()
 }
 
+/// [`core_round_trip_ns`] for a table: `65 ns`, or `n/a`.
+pub fn core_round_trip() -> String {
+    core_round_trip_ns().map_or("n/a".to_string(), |ns| format!("{ns:.0} ns"))
+}
+
 /// How long one cache line takes to go from this thread's core to another thread's core
 /// and back, in nanoseconds (the mean of many exchanges): the price of every piece of data
 /// the two cores of a split slate share. On a virtual machine it depends on where the host
