@@ -1,5 +1,10 @@
 //! What the slate benches share: a service with N copies of the airline example, each
 //! deployed for its own partner, and a request every copy bids for.
+//!
+//! Each copy is a plugin of its own, as different partners' plugins are: a custom section
+//! naming the copy makes its bytes differ, so it is compiled, loaded and given pool slots
+//! by itself. Byte-identical copies would share one compiled module, its code in the
+//! caches and its warm pool slots, which no two partners' plugins do.
 
 use std::sync::Arc;
 
@@ -13,15 +18,20 @@ use offerhost::store::SledStore;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// A service over the sled store in `dir` with `plugins` airline plugins.
+/// A service with `plugins` airline plugins, its sled store and the plugins' files in
+/// `dir`.
 pub fn service(plugins: usize, dir: &std::path::Path) -> AppState {
     let mut toml = String::from(
         "subject_salt = \"bench\"\n[slate]\ndeadline_ms = 1000\n[limits]\ndeadline_ms = 1000\n[[placement]]\nid = \"app-home\"\nslots = 5\nmax_per_partner = 1\n",
     );
+    let copies = dir.join("plugins");
+    std::fs::create_dir_all(&copies).unwrap();
     for i in 0..plugins {
+        let path = copies.join(format!("airline-{i:02}.wasm"));
+        std::fs::write(&path, airline_copy(&format!("copy {i}"))).unwrap();
         toml.push_str(&format!(
             "[[partner]]\nid = \"p-{i:02}\"\nallow = [\"tier\", \"affinities\", \"cobrand_holder\"]\nplugin = \"{}\"\n",
-            offerhost_plugin_artifacts::AIRLINE.path
+            path.display()
         ));
     }
     let config = Config::parse(
@@ -30,8 +40,19 @@ pub fn service(plugins: usize, dir: &std::path::Path) -> AppState {
         std::path::Path::new("/"),
     )
     .unwrap();
-    let store = Arc::new(SledStore::open(dir).unwrap());
+    let store = Arc::new(SledStore::open(&dir.join("store")).unwrap());
     offerhost::server::build(config, store, Arc::new(SystemClock)).unwrap()
+}
+
+/// The airline example with a custom section named `name` at its end: a different
+/// component that behaves the same.
+fn airline_copy(name: &str) -> Vec<u8> {
+    assert!(name.len() < 127, "one-byte LEB128 sizes only");
+    let mut bytes = offerhost_plugin_artifacts::AIRLINE.bytes.to_vec();
+    // Section id 0 (custom), the section's size, then its name, size first.
+    bytes.extend([0, name.len() as u8 + 1, name.len() as u8]);
+    bytes.extend_from_slice(name.as_bytes());
+    bytes
 }
 
 /// A slate request for a high-value traveller (every airline copy bids).
