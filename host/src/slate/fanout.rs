@@ -14,7 +14,14 @@
 //! - a call still running after [`STUCK`] (a plugin hanging until its deadline) brings in
 //!   another thread whatever those limits say, so the calls behind it are not made late;
 //! - helpers hand results back through slots and a counter; the request's thread is woken
-//!   only by the last result, and only if it is not already watching for it.
+//!   only by the last result, and only if it is not already watching for it;
+//! - the request's thread takes calls from the front of the slate's list and helpers from
+//!   the back, so while slates split the same way a plugin runs on the same core slate
+//!   after slate, and what its call touches is still in that core's cache: wasmtime gives
+//!   an instance a pool slot that last held the same plugin (its memory, tables and
+//!   their reset state), and the plugin's metrics and health are written there too.
+//!   Taken from one end by whoever came first, which plugin ran where changed from slate
+//!   to slate, and a call often began by pulling all of that over from the other core.
 //!
 //! A helper handed to a watching thread that has lost its core (to a background thread,
 //! for a millisecond or so) starts late, and the request may make every call itself.
@@ -27,7 +34,7 @@
 //! slate is answered, its bookkeeping is a chore for a watching thread
 //! ([`Fanout::chore`]), whose core is otherwise idle.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::Thread;
 use std::time::{Duration, Instant};
@@ -224,8 +231,8 @@ pub(super) struct Context {
 struct Batch {
     calls: Vec<Call>,
     context: Context,
-    /// The next call to take.
-    next: AtomicUsize,
+    /// Which calls have been taken, and from which end.
+    claims: Claims,
     /// Threads working on the batch, the request's own included, counted when asked for.
     workers: AtomicUsize,
     started: Instant,
@@ -239,6 +246,53 @@ struct Batch {
     /// The request's thread, and whether it may be parked waiting for the last result.
     waiter: Thread,
     parked: AtomicBool,
+}
+
+/// The end of a batch's calls a worker takes from: the request's own thread the front,
+/// helpers the back.
+#[derive(Clone, Copy, Debug)]
+enum End {
+    Front,
+    Back,
+}
+
+/// The calls of a batch taken so far, from each end: one word, so that taking a call is
+/// one atomic addition whichever end it comes from.
+#[derive(Default)]
+struct Claims(AtomicU64);
+
+impl Claims {
+    /// Calls taken from the back count in the high half, from the front in the low one.
+    const BACK: u64 = 1 << 32;
+
+    /// Takes the next call of `total` from `end`: its index, or `None` once every call
+    /// is taken.
+    fn take(&self, end: End, total: usize) -> Option<usize> {
+        let step = match end {
+            End::Front => 1,
+            End::Back => Self::BACK,
+        };
+        // Each worker stops at its first `None`, so the halves never carry into each
+        // other (that would take 2^32 attempts).
+        let (front, back) = Self::split(self.0.fetch_add(step, Ordering::Relaxed));
+        if front + back >= total {
+            return None;
+        }
+        Some(match end {
+            End::Front => front,
+            End::Back => total - 1 - back,
+        })
+    }
+
+    /// Whether any of `total` calls is still untaken.
+    fn any_left(&self, total: usize) -> bool {
+        let (front, back) = Self::split(self.0.load(Ordering::Relaxed));
+        front + back < total
+    }
+
+    fn split(taken: u64) -> (usize, usize) {
+        ((taken % Self::BACK) as usize, (taken / Self::BACK) as usize)
+    }
 }
 
 impl Fanout {
@@ -281,7 +335,7 @@ impl Fanout {
                 .collect(),
             calls,
             context,
-            next: AtomicUsize::new(0),
+            claims: Claims::default(),
             workers: AtomicUsize::new(1),
             started,
             budget,
@@ -291,7 +345,7 @@ impl Fanout {
             waiter: std::thread::current(),
             parked: AtomicBool::new(false),
         });
-        self.take_calls(&batch);
+        self.take_calls(&batch, End::Front);
         Self::wait(&batch, started + budget);
 
         let calls = (batch.calls.iter().zip(&batch.results))
@@ -372,25 +426,24 @@ impl Fanout {
         self.chores.drained(slot)
     }
 
-    /// Takes calls off `batch` until none is left or the slate's budget is spent. Each
-    /// call runs with its deadline cut to what is left of the budget; one stopped by that
-    /// cut, not by its own deadline, is reported `late`.
+    /// Takes calls off `batch`, from `end`, until none is left or the slate's budget is
+    /// spent. Each call runs with its deadline cut to what is left of the budget; one
+    /// stopped by that cut, not by its own deadline, is reported `late`.
     ///
     /// Every worker writes the batch's shared counters as seldom as it can: each such
     /// write moves a cache line from the other core, which costs several times as much
     /// when the two cores are far apart (see the benches' core round trip).
-    fn take_calls(self: &Arc<Self>, batch: &Arc<Batch>) {
+    fn take_calls(self: &Arc<Self>, batch: &Arc<Batch>, end: End) {
         let total = batch.calls.len();
         // Calls finished here, added to the batch's count once this worker stops.
         let mut finished = 0;
         let mut rescuer = None;
-        loop {
-            let i = batch.next.fetch_add(1, Ordering::Relaxed);
+        while let Some(i) = batch.claims.take(end, total) {
             let left = batch.budget.saturating_sub(batch.started.elapsed());
-            if i >= total || left.is_zero() {
+            if left.is_zero() {
                 break;
             }
-            if i + 1 < total {
+            if batch.claims.any_left(total) {
                 self.add_worker(batch);
             }
             let done = self.call(batch, i, left, &mut rescuer);
@@ -418,7 +471,7 @@ impl Fanout {
     /// Brings one more helper onto `batch` whatever the limits, if it has calls nobody
     /// has taken.
     fn rescue(self: &Arc<Self>, batch: &Arc<Batch>) {
-        if batch.next.load(Ordering::Relaxed) < batch.calls.len() {
+        if batch.claims.any_left(batch.calls.len()) {
             batch.workers.fetch_add(1, Ordering::Relaxed);
             self.helper(batch);
         }
@@ -499,8 +552,8 @@ impl Fanout {
             deadline_ms: plugin.limits.deadline_ms.min(left_ms),
             ..plugin.limits
         };
-        // Only a call with others behind it has anything to rescue.
-        let stuck = (i + 1 < batch.calls.len()).then(|| {
+        // Only a call with others waiting behind it has anything to rescue.
+        let stuck = batch.claims.any_left(batch.calls.len()).then(|| {
             let rescuer = rescuer
                 .get_or_insert_with(|| Arc::new(OnBatch::new(self, batch)))
                 .clone();
@@ -555,12 +608,12 @@ impl Task for OnBatch {
     /// Not once every call has been taken (by the request's thread, most often, while
     /// this waited for a thread).
     fn wanted(&self) -> bool {
-        self.batch.next.load(Ordering::Relaxed) < self.batch.calls.len()
+        self.batch.claims.any_left(self.batch.calls.len())
     }
 
     fn run(self: Box<Self>) {
         let _busy = self.fanout.busy();
-        self.fanout.take_calls(&self.batch);
+        self.fanout.take_calls(&self.batch, End::Back);
     }
 }
 
@@ -594,7 +647,46 @@ impl Drop for Busy<'_> {
 
 #[cfg(test)]
 mod tests {
-    use super::ChoreCount;
+    use super::{ChoreCount, Claims, End};
+
+    /// One end alone takes the calls in its order, and nothing past the last.
+    #[test]
+    fn each_end_takes_calls_in_its_own_order() {
+        let claims = Claims::default();
+        let front: Vec<_> = std::iter::from_fn(|| claims.take(End::Front, 3)).collect();
+        assert_eq!(front, [0, 1, 2]);
+        assert!(!claims.any_left(3));
+        assert_eq!(claims.take(End::Back, 3), None);
+
+        let claims = Claims::default();
+        let back: Vec<_> = std::iter::from_fn(|| claims.take(End::Back, 3)).collect();
+        assert_eq!(back, [2, 1, 0]);
+    }
+
+    /// Workers taking from both ends at once take every call exactly once: the request's
+    /// thread a run from the front, the helpers the rest from the back.
+    #[test]
+    fn both_ends_at_once_take_every_call_once() {
+        const TOTAL: usize = 10_000;
+        for _ in 0..20 {
+            let claims = Claims::default();
+            let take = |end| {
+                let claims = &claims;
+                move || std::iter::from_fn(|| claims.take(end, TOTAL)).collect::<Vec<_>>()
+            };
+            let (front, backs) = std::thread::scope(|s| {
+                let backs: Vec<_> = (0..3).map(|_| s.spawn(take(End::Back))).collect();
+                let front = take(End::Front)();
+                let backs: Vec<_> = backs.into_iter().map(|h| h.join().unwrap()).collect();
+                (front, backs)
+            });
+            assert_eq!(front, (0..front.len()).collect::<Vec<_>>());
+            let mut back: Vec<usize> = backs.into_iter().flatten().collect();
+            back.sort_unstable();
+            assert_eq!(back, (front.len()..TOTAL).collect::<Vec<_>>());
+            assert!(!claims.any_left(TOTAL));
+        }
+    }
 
     /// A reader waits for the chores handed over before it, however many later ones have
     /// finished meanwhile, and not for the later ones.
