@@ -1,7 +1,8 @@
 //! Slate latency and throughput for 1, 4, 8, 16 and 32 plugins, and the host's overhead.
 //!
 //! Every plugin is the airline example (it bids for the request's high-value traveller),
-//! deployed for a different partner. `cargo bench -p offerhost --bench slate`.
+//! each partner's copy a plugin of its own (see `common`). `cargo bench -p offerhost
+//! --bench slate`.
 //!
 //! Each row gets its own service, built before the row and dropped after it, so only one
 //! service's threads (epoch ticker, slate writer, fan-out pool, sled) run at a time, as
