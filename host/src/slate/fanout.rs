@@ -18,8 +18,8 @@
 //! - the request's thread takes calls from the front of the slate's list and helpers from
 //!   the back, so while slates split the same way a plugin runs on the same core slate
 //!   after slate, and what its call touches is still in that core's cache: wasmtime gives
-//!   an instance a pool slot that last held the same plugin (its memory, tables and
-//!   their reset state), and the plugin's metrics and health are written there too.
+//!   an instance a memory slot that last held the same plugin (what its reset left
+//!   resident), and the plugin's metrics and health are written there too.
 //!   Taken from one end by whoever came first, which plugin ran where changed from slate
 //!   to slate, and a call often began by pulling all of that over from the other core.
 //!
@@ -528,7 +528,7 @@ impl Fanout {
     }
 
     /// Call `i` of `batch`: features, the plugin, the bids screened. `rescuer` is this
-    /// worker's, made for its first call that has others behind it.
+    /// worker's, made for its first call made while others are still untaken.
     fn call(
         self: &Arc<Self>,
         batch: &Arc<Batch>,
