@@ -19,9 +19,9 @@
 //!   the back, so while slates split the same way a plugin runs on the same core slate
 //!   after slate, and what its call touches is still in that core's cache: wasmtime gives
 //!   an instance a memory slot that last held the same plugin (what its reset left
-//!   resident), and the plugin's metrics and health are written there too.
-//!   Taken from one end by whoever came first, which plugin ran where changed from slate
-//!   to slate, and a call often began by pulling all of that over from the other core.
+//!   resident), and the plugin's metrics and health are written there too. Taken from
+//!   one end by whoever came first, which plugin ran where changed from slate to slate,
+//!   and a call often began by pulling all of that over from the other core.
 //!
 //! A helper handed to a watching thread that has lost its core (to a background thread,
 //! for a millisecond or so) starts late, and the request may make every call itself.
@@ -552,7 +552,7 @@ impl Fanout {
             deadline_ms: plugin.limits.deadline_ms.min(left_ms),
             ..plugin.limits
         };
-        // Only a call with others waiting behind it has anything to rescue.
+        // Only a call made while others are still untaken has anything to rescue.
         let stuck = batch.claims.any_left(batch.calls.len()).then(|| {
             let rescuer = rescuer
                 .get_or_insert_with(|| Arc::new(OnBatch::new(self, batch)))
