@@ -258,23 +258,33 @@ enum End {
 
 /// The calls of a batch taken so far, from each end: one word, so that taking a call is
 /// one atomic addition whichever end it comes from.
-#[derive(Default)]
-struct Claims(AtomicU64);
+struct Claims {
+    taken: AtomicU64,
+    total: usize,
+}
 
 impl Claims {
     /// Calls taken from the back count in the high half, from the front in the low one.
     const BACK: u64 = 1 << 32;
 
-    /// Takes the next call of `total` from `end`: its index, or `None` once every call
-    /// is taken.
-    fn take(&self, end: End, total: usize) -> Option<usize> {
+    /// None of `total` calls taken yet.
+    fn new(total: usize) -> Claims {
+        Claims {
+            taken: AtomicU64::new(0),
+            total,
+        }
+    }
+
+    /// Takes the next call from `end`: its index, or `None` once every call is taken.
+    fn take(&self, end: End) -> Option<usize> {
+        let total = self.total;
         let step = match end {
             End::Front => 1,
             End::Back => Self::BACK,
         };
         // Each worker stops at its first `None`, so the halves never carry into each
         // other (that would take 2^32 attempts).
-        let (front, back) = Self::split(self.0.fetch_add(step, Ordering::Relaxed));
+        let (front, back) = Self::split(self.taken.fetch_add(step, Ordering::Relaxed));
         if front + back >= total {
             return None;
         }
@@ -284,10 +294,10 @@ impl Claims {
         })
     }
 
-    /// Whether any of `total` calls is still untaken.
-    fn any_left(&self, total: usize) -> bool {
-        let (front, back) = Self::split(self.0.load(Ordering::Relaxed));
-        front + back < total
+    /// Whether any call is still untaken.
+    fn any_left(&self) -> bool {
+        let (front, back) = Self::split(self.taken.load(Ordering::Relaxed));
+        front + back < self.total
     }
 
     fn split(taken: u64) -> (usize, usize) {
@@ -335,7 +345,7 @@ impl Fanout {
                 .collect(),
             calls,
             context,
-            claims: Claims::default(),
+            claims: Claims::new(total),
             workers: AtomicUsize::new(1),
             started,
             budget,
@@ -438,15 +448,17 @@ impl Fanout {
         // Calls finished here, added to the batch's count once this worker stops.
         let mut finished = 0;
         let mut rescuer = None;
-        while let Some(i) = batch.claims.take(end, total) {
+        while let Some(i) = batch.claims.take(end) {
             let left = batch.budget.saturating_sub(batch.started.elapsed());
             if left.is_zero() {
                 break;
             }
-            if batch.claims.any_left(total) {
+            // Read once per call: every worker's take writes this word.
+            let more = batch.claims.any_left();
+            if more {
                 self.add_worker(batch);
             }
-            let done = self.call(batch, i, left, &mut rescuer);
+            let done = self.call(batch, i, left, more, &mut rescuer);
             {
                 let mut slot = batch.results[i].lock().unwrap_or_else(|e| e.into_inner());
                 // A closed slot was counted late by the request, which has stopped
@@ -471,7 +483,7 @@ impl Fanout {
     /// Brings one more helper onto `batch` whatever the limits, if it has calls nobody
     /// has taken.
     fn rescue(self: &Arc<Self>, batch: &Arc<Batch>) {
-        if batch.claims.any_left(batch.calls.len()) {
+        if batch.claims.any_left() {
             batch.workers.fetch_add(1, Ordering::Relaxed);
             self.helper(batch);
         }
@@ -527,13 +539,15 @@ impl Fanout {
         }
     }
 
-    /// Call `i` of `batch`: features, the plugin, the bids screened. `rescuer` is this
-    /// worker's, made for its first call made while others are still untaken.
+    /// Call `i` of `batch`: features, the plugin, the bids screened. `more`: whether
+    /// other calls were still untaken when it was taken; only such a call has anything to
+    /// rescue if it gets stuck. `rescuer` is this worker's, made for its first such call.
     fn call(
         self: &Arc<Self>,
         batch: &Arc<Batch>,
         i: usize,
         left: Duration,
+        more: bool,
         rescuer: &mut Option<Arc<OnBatch>>,
     ) -> Done {
         let (call, context, started) = (&batch.calls[i], &batch.context, batch.started);
@@ -552,8 +566,7 @@ impl Fanout {
             deadline_ms: plugin.limits.deadline_ms.min(left_ms),
             ..plugin.limits
         };
-        // Only a call made while others are still untaken has anything to rescue.
-        let stuck = batch.claims.any_left(batch.calls.len()).then(|| {
+        let stuck = more.then(|| {
             let rescuer = rescuer
                 .get_or_insert_with(|| Arc::new(OnBatch::new(self, batch)))
                 .clone();
@@ -608,7 +621,7 @@ impl Task for OnBatch {
     /// Not once every call has been taken (by the request's thread, most often, while
     /// this waited for a thread).
     fn wanted(&self) -> bool {
-        self.batch.claims.any_left(self.batch.calls.len())
+        self.batch.claims.any_left()
     }
 
     fn run(self: Box<Self>) {
@@ -652,14 +665,14 @@ mod tests {
     /// One end alone takes the calls in its order, and nothing past the last.
     #[test]
     fn each_end_takes_calls_in_its_own_order() {
-        let claims = Claims::default();
-        let front: Vec<_> = std::iter::from_fn(|| claims.take(End::Front, 3)).collect();
+        let claims = Claims::new(3);
+        let front: Vec<_> = std::iter::from_fn(|| claims.take(End::Front)).collect();
         assert_eq!(front, [0, 1, 2]);
-        assert!(!claims.any_left(3));
-        assert_eq!(claims.take(End::Back, 3), None);
+        assert!(!claims.any_left());
+        assert_eq!(claims.take(End::Back), None);
 
-        let claims = Claims::default();
-        let back: Vec<_> = std::iter::from_fn(|| claims.take(End::Back, 3)).collect();
+        let claims = Claims::new(3);
+        let back: Vec<_> = std::iter::from_fn(|| claims.take(End::Back)).collect();
         assert_eq!(back, [2, 1, 0]);
     }
 
@@ -669,10 +682,10 @@ mod tests {
     fn both_ends_at_once_take_every_call_once() {
         const TOTAL: usize = 10_000;
         for _ in 0..20 {
-            let claims = Claims::default();
+            let claims = Claims::new(TOTAL);
             let take = |end| {
                 let claims = &claims;
-                move || std::iter::from_fn(|| claims.take(end, TOTAL)).collect::<Vec<_>>()
+                move || std::iter::from_fn(|| claims.take(end)).collect::<Vec<_>>()
             };
             let (front, backs) = std::thread::scope(|s| {
                 let backs: Vec<_> = (0..3).map(|_| s.spawn(take(End::Back))).collect();
@@ -684,7 +697,7 @@ mod tests {
             let mut back: Vec<usize> = backs.into_iter().flatten().collect();
             back.sort_unstable();
             assert_eq!(back, (front.len()..TOTAL).collect::<Vec<_>>());
-            assert!(!claims.any_left(TOTAL));
+            assert!(!claims.any_left());
         }
     }
 
