@@ -42,6 +42,33 @@ pub enum LifecycleStage {
     RevolvingInstallmentEligible,
 }
 
+impl Tier {
+    /// The name the API and reports use (`high-value`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            Tier::HighValue => "high-value",
+            Tier::Growth => "growth",
+            Tier::Mass => "mass",
+            Tier::AtRisk => "at-risk",
+            Tier::New => "new",
+        }
+    }
+}
+
+impl LifecycleStage {
+    /// The name the API and reports use (`spending`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            LifecycleStage::Applied => "applied",
+            LifecycleStage::ApprovedNotActivated => "approved-not-activated",
+            LifecycleStage::ActivatedNoBinding => "activated-no-binding",
+            LifecycleStage::BoundNoSpend => "bound-no-spend",
+            LifecycleStage::Spending => "spending",
+            LifecycleStage::RevolvingInstallmentEligible => "revolving-installment-eligible",
+        }
+    }
+}
+
 /// Channel of the placement.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default, ToSchema)]
 #[serde(rename_all = "kebab-case")]
@@ -265,4 +292,33 @@ fn is_region(s: &str) -> bool {
         && sub
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{LifecycleStage, Tier};
+
+    /// The names slates and reports are labelled with are the API's own.
+    #[test]
+    fn names_are_the_serialized_names() {
+        use LifecycleStage::*;
+        use Tier::*;
+        for tier in [HighValue, Growth, Mass, AtRisk, New] {
+            assert_eq!(serde_json::to_value(tier).unwrap(), tier.name(), "{tier:?}");
+        }
+        for stage in [
+            Applied,
+            ApprovedNotActivated,
+            ActivatedNoBinding,
+            BoundNoSpend,
+            Spending,
+            RevolvingInstallmentEligible,
+        ] {
+            assert_eq!(
+                serde_json::to_value(stage).unwrap(),
+                stage.name(),
+                "{stage:?}"
+            );
+        }
+    }
 }

@@ -605,8 +605,8 @@ impl SlateService {
         let explain = slate.diagnostics.is_some();
         let picked = rank::rank(&mut runs, placement, slots, explain, cap_check, reserve);
 
-        let tier = label(&derived.tier);
-        let stage = label(&derived.lifecycle);
+        let tier = derived.tier.map_or(UNKNOWN, crate::model::Tier::name);
+        let stage = (derived.lifecycle).map_or(UNKNOWN, crate::model::LifecycleStage::name);
         let record = SlateRecordRef {
             slate_id: &slate_id,
             subject: &subject,
@@ -627,8 +627,8 @@ impl SlateService {
                     }
                 })
                 .collect(),
-            tier: &tier,
-            stage: &stage,
+            tier,
+            stage,
         };
         let saved = if record.offers.is_empty() {
             Ok(())
@@ -1022,8 +1022,8 @@ struct Tally {
     served: Vec<(usize, String, u64)>,
     placement: String,
     subject: SubjectKey,
-    tier: String,
-    stage: String,
+    tier: &'static str,
+    stage: &'static str,
     /// The issuer-local day the slate was served.
     day: time::Date,
 }
@@ -1068,8 +1068,8 @@ impl Tally {
                 version: &run.variant.version,
                 offer,
                 placement,
-                tier: &self.tier,
-                stage: &self.stage,
+                tier: self.tier,
+                stage: self.stage,
             };
             agg.add(
                 &day,
@@ -1109,13 +1109,8 @@ fn day_string(d: time::Date) -> String {
     format!("{:04}-{:02}-{:02}", d.year(), d.month() as u8, d.day())
 }
 
-/// A tier or stage as a label (`unknown` when absent).
-fn label<T: Serialize>(value: &Option<T>) -> String {
-    match value.as_ref().map(serde_json::to_value) {
-        Some(Ok(serde_json::Value::String(s))) => s,
-        _ => "unknown".into(),
-    }
-}
+/// The label of a slate whose customer has no tier or stage.
+const UNKNOWN: &str = "unknown";
 
 fn keys_of(partner: &str, bid: &Bid) -> OfferKeys {
     OfferKeys {
