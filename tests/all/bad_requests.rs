@@ -54,8 +54,14 @@ async fn slate_requests() {
                 v.as_object_mut().unwrap().remove("subject");
             }),
             422,
-            "",
+            "subject",
             "missing field `subject`",
+        ),
+        (
+            slate_req(|v| v["profile"] = json!("gold")),
+            422,
+            "profile",
+            "expected a JSON object",
         ),
         (
             slate_req(|v| v["profile"]["tier"] = json!("gold")),
@@ -102,6 +108,20 @@ async fn slate_requests() {
             err["error"]["message"].as_str().unwrap().contains(message),
             "{body}: {err}"
         );
+    }
+
+    // A body of the wrong kind is named as the body, in the API's words.
+    for (body, message) in [
+        (json!([]), "the body: expected a JSON object, not an array"),
+        (
+            json!("c1"),
+            "the body: invalid type: string \"c1\", expected a JSON object",
+        ),
+    ] {
+        let (got, err) = host.call("POST", "/v1/slates", Some(body.clone())).await;
+        assert_eq!(got.as_u16(), 422, "{body}: {err}");
+        assert_eq!(err["error"]["message"], message, "{body}: {err}");
+        assert!(err["error"].get("field").is_none(), "{body}: {err}");
     }
 
     let raw = |body: &str, ct: Option<&str>| {
@@ -190,7 +210,7 @@ async fn event_requests() {
                 v.as_object_mut().unwrap().remove("event_id");
             }),
             422,
-            "",
+            "event_id",
             "missing field `event_id`",
         ),
     ];

@@ -258,9 +258,10 @@ pub fn decode_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, JsonError> {
         let path = e.path().to_string();
         let inner = e.into_inner();
         if inner.is_data() {
+            let (field, message) = field_and_message(&path, &inner.to_string());
             JsonError {
-                field: Some(if path == "." { String::new() } else { path }),
-                message: strip_position(&inner.to_string()),
+                field: Some(field),
+                message,
             }
         } else {
             JsonError {
@@ -274,6 +275,12 @@ pub fn decode_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, JsonError> {
 /// Parses a JSON body: 422 naming the field for data errors, 400 for syntax errors.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     decode_json(bytes).map_err(|e| match e.field {
+        // The body as a whole is of the wrong kind.
+        Some(field) if field.is_empty() => ApiError::client(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-field",
+            format!("the body: {}", e.message),
+        ),
         Some(field) => ApiError::field(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid-field",
@@ -285,6 +292,34 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             format!("the body is {}", e.message),
         ),
     })
+}
+
+/// The field a data error at `path` is about, and what is wrong with it, in the API's
+/// words: a missing or repeated field is named itself rather than the object it belongs
+/// in, and the host's type names do not show.
+fn field_and_message(path: &str, message: &str) -> (String, String) {
+    let message = strip_position(message);
+    let parent = if path == "." { "" } else { path };
+    for prefix in ["missing field `", "duplicate field `"] {
+        if let Some(name) = (message.strip_prefix(prefix)).and_then(|r| r.strip_suffix('`')) {
+            let field = match parent {
+                "" => name.to_string(),
+                _ => format!("{parent}.{name}"),
+            };
+            return (field, message);
+        }
+    }
+    // serde names the host's type: "invalid type: string \"x\", expected struct
+    // Profile", or for an array "invalid length 0, expected struct SlateRequest with 5
+    // elements".
+    let message = match message.find("expected struct ") {
+        Some(_) if message.starts_with("invalid length") => {
+            "expected a JSON object, not an array".to_string()
+        }
+        Some(i) => format!("{}expected a JSON object", &message[..i]),
+        None => message,
+    };
+    (parent.to_string(), message)
 }
 
 /// serde_json appends " at line 1 column 40"; the field path says more.
