@@ -120,12 +120,12 @@ fn watch_registry(state: &AppState) {
     });
 }
 
-/// Makes sure ops can get in: when the registry has no token yet, registers `token`
+/// Makes sure ops can get in: when the registry has no ops token, registers `token`
 /// (or a fresh one) as the ops token `bootstrap-ops`. Returns the token when one was
 /// created here.
 pub fn ensure_ops_token(state: &AppState, token: Option<&str>) -> anyhow::Result<Option<String>> {
     let registry = state.registry();
-    if !registry.doc().1.tokens.is_empty() {
+    if has_ops_token(state) {
         return Ok(None);
     }
     let actor = Actor::system("bootstrap");
@@ -137,6 +137,11 @@ pub fn ensure_ops_token(state: &AppState, token: Option<&str>) -> anyhow::Result
         None => registry.create_token(&actor, "bootstrap-ops", Role::Ops, None)?,
     };
     Ok(Some(secret))
+}
+
+/// Whether any ops token is registered: without one nobody can manage the service.
+pub fn has_ops_token(state: &AppState) -> bool {
+    (state.registry().doc().1.tokens.values()).any(|t| t.role == Role::Ops)
 }
 
 /// Serves `state` on `listen` until SIGINT or SIGTERM, then flushes the store.

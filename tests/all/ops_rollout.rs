@@ -200,6 +200,43 @@ fn the_whole_ops_story_through_the_cli() {
         ),
         "promote again",
     );
+    // A setting the plugin itself calls bad is refused before it reaches a slate.
+    let run = admin_cli(
+        &server,
+        ops,
+        &["config", "set", "acme/versioned", "explode=banana"],
+    );
+    assert!(
+        run.code != 0 && run.stderr.contains("rejects this configuration"),
+        "{}",
+        run.stderr
+    );
+    let shown = ok(
+        admin_cli(&server, ops, &["plugins", "show", "acme/versioned"]),
+        "show",
+    );
+    assert!(shown["config"].get("explode").is_none(), "{shown}");
+    // So is a placement the service does not have.
+    let path = "/v1/admin/plugins/acme/versioned/rollout";
+    let (status, err) = server.post_as(
+        ops,
+        path,
+        &json!({"action": "placements", "placements": ["app-home", "lobby"]}),
+    );
+    assert_eq!(status, 422, "{err}");
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("unknown placement \"lobby\"; configured: app-home"),
+        "{err}"
+    );
+    let (status, entry) = server.post_as(
+        ops,
+        path,
+        &json!({"action": "placements", "placements": ["app-home"]}),
+    );
+    assert_eq!((status, &entry["placements"]), (200, &json!(["app-home"])));
     ok(
         admin_cli(
             &server,
@@ -324,6 +361,13 @@ fn the_whole_ops_story_through_the_cli() {
     assert_eq!(acme_offer(&server, &app, "subject-0").unwrap().1, "2.0.0");
     let audit_after = ok(admin_cli(&server, ops, &["audit"]), "audit after restart");
     assert_eq!(audit_after, audit);
+    // Read a few entries at a time, the whole log still comes back, newest included.
+    let paged = ok(
+        admin_cli(&server, ops, &["audit", "--page-size", "3"]),
+        "audit in pages of 3",
+    );
+    assert!(audit.as_array().unwrap().len() > 6, "{audit}");
+    assert_eq!(paged, audit);
 }
 
 #[test]
@@ -571,6 +615,27 @@ fn tokens_are_scoped_and_signatures_enforced() {
         ),
         "key",
     );
+    // Updating a partner changes only what is given: the signing key, the allow list
+    // and the segments stay.
+    let updated = ok(
+        admin_cli(&server, ops, &["partners", "add", "acme", "--weight", "2"]),
+        "update",
+    );
+    assert_eq!(updated["weight"], 2.0);
+    assert_eq!(
+        updated["public_key"],
+        hex::encode(key.verifying_key().to_bytes())
+    );
+    let run = admin_cli(
+        &server,
+        ops,
+        &["partners", "add", "acme", "--weight", "NaN"],
+    );
+    assert!(
+        run.code != 0 && run.stderr.contains("weight"),
+        "{}",
+        run.stderr
+    );
     let file = artifacts::VERSIONED_V1.path;
     let run = admin_cli(&server, Some(&acme), &["plugins", "upload", "acme", file]);
     assert!(
@@ -599,6 +664,25 @@ fn tokens_are_scoped_and_signatures_enforced() {
         ),
         "signed upload",
     );
+
+    // The last ops token cannot be revoked: nobody could manage the service after.
+    let run = admin_cli(&server, ops, &["tokens", "revoke", "bootstrap-ops"]);
+    assert!(
+        run.code != 0 && run.stderr.contains("last ops token"),
+        "{}",
+        run.stderr
+    );
+    let second = token("ops-2", "ops", None);
+    ok(
+        admin_cli(
+            &server,
+            Some(&second),
+            &["tokens", "revoke", "bootstrap-ops"],
+        ),
+        "revoke the first ops token once there is another",
+    );
+    assert_eq!(server.get_as(ops, "/v1/admin/plugins").0, 401);
+    assert_eq!(server.get_as(Some(&second), "/v1/admin/plugins").0, 200);
 }
 
 #[test]
@@ -677,4 +761,68 @@ fn slates_under_load_while_versions_change_never_fail_or_mix() {
         versions.contains("1.0.0") && versions.contains("2.0.0"),
         "{versions:?}"
     );
+}
+
+#[test]
+fn a_bad_profile_line_is_named_by_its_line_in_the_file_and_nothing_is_loaded() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path());
+    let ops = Some(OPS_TOKEN);
+    let app = ok(
+        admin_cli(
+            &server,
+            ops,
+            &["tokens", "create", "app-1", "--role", "app"],
+        ),
+        "app token",
+    )["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let good = |subject: &str| {
+        json!({"subject": subject, "profile": {"tier": "mass", "marketing_consent": true}})
+            .to_string()
+    };
+    // Blank lines count: the bad tier is on the file's line 5.
+    let file = dir.path().join("profiles.ndjson");
+    let bad = r#"{"subject": "s4", "profile": {"tier": "gold"}}"#;
+    let text = [
+        good("s1"),
+        String::new(),
+        good("s2"),
+        good("s3"),
+        bad.into(),
+    ]
+    .join("\n");
+    std::fs::write(&file, text).unwrap();
+    let run = admin_cli(
+        &server,
+        ops,
+        &["profiles", "load", file.to_str().unwrap(), "--batch", "2"],
+    );
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("line 5: profile.tier: unknown variant `gold`")
+            && run.stderr.contains("nothing was loaded"),
+        "{}",
+        run.stderr
+    );
+    let slate = |subject: &str| {
+        let body = json!({"placement": "app-home", "subject": subject});
+        server.post_as(Some(&app), "/v1/slates", &body).1
+    };
+    assert_eq!(
+        slate("s1")["suppressed"],
+        "no-profile",
+        "the first batch was not sent"
+    );
+
+    std::fs::write(&file, [good("s1"), String::new(), good("s2")].join("\n")).unwrap();
+    let loaded = ok(
+        admin_cli(&server, ops, &["profiles", "load", file.to_str().unwrap()]),
+        "good file",
+    );
+    assert_eq!(loaded["loaded"], 2);
+    assert!(slate("s1").get("suppressed").is_none(), "{}", slate("s1"));
 }

@@ -179,3 +179,25 @@ fn malformed_config_flag_is_a_usage_error() {
     assert_eq!(run.code, 2);
     assert!(run.stderr.contains("expected KEY=VALUE"), "{}", run.stderr);
 }
+
+#[test]
+fn a_reader_that_went_away_ends_the_command_quietly() {
+    // `offerhost plugin run ... | head -c0`: the pipe's reading end is closed before the
+    // command writes its answer.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = offerhost()
+        .args([
+            "plugin",
+            "run",
+            artifact("plugin-airline").path,
+            "--request",
+        ])
+        .arg(example_request("high-value-traveller"))
+        .stdout(writer)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

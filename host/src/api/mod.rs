@@ -6,7 +6,7 @@ mod error;
 mod events;
 mod health;
 pub mod openapi;
-mod profiles;
+pub(crate) mod profiles;
 mod reports;
 mod slates;
 

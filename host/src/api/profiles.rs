@@ -18,11 +18,23 @@ use crate::slate::profile::Profile;
 /// One line of a bulk profile load.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub(super) struct ProfileLine {
+pub(crate) struct ProfileLine {
     /// Pseudonymous subject id, 1..=128 bytes (stored only as a salted hash).
     subject: String,
     /// The subject's profile; replaces any stored one.
     profile: Profile,
+}
+
+/// One line of a bulk load, checked as the server checks it (the CLI checks a whole file
+/// before it sends any of it).
+pub(crate) fn check_line(raw: &str) -> Result<ProfileLine, FieldError> {
+    let line: ProfileLine = decode_json(raw.as_bytes())
+        .map_err(|e| FieldError::new(e.field.unwrap_or_default(), e.message))?;
+    if line.subject.is_empty() || line.subject.len() > 128 {
+        return Err(FieldError::new("subject", "must be 1..=128 bytes"));
+    }
+    line.profile.validate("profile.")?;
+    Ok(line)
 }
 
 /// The answer to a bulk load.
@@ -79,30 +91,15 @@ pub(super) async fn bulk_load(
         if raw.trim().is_empty() {
             continue;
         }
-        let n = i + 1;
-        let line: ProfileLine = decode_json(raw.as_bytes()).map_err(|e| {
-            let field = match e.field {
-                Some(f) if !f.is_empty() => format!("line {n}: {f}"),
-                _ => format!("line {n}"),
+        let line = check_line(raw).map_err(|e| {
+            let field = match e.field.as_str() {
+                "" => format!("line {}", i + 1),
+                f => format!("line {}: {f}", i + 1),
             };
             ApiError::field(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "invalid-field",
-                FieldError::new(field, e.message),
-            )
-        })?;
-        if line.subject.is_empty() || line.subject.len() > 128 {
-            return Err(ApiError::field(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid-field",
-                FieldError::new(format!("line {n}: subject"), "must be 1..=128 bytes"),
-            ));
-        }
-        line.profile.validate("profile.").map_err(|e| {
-            ApiError::field(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid-field",
-                FieldError::new(format!("line {n}: {}", e.field), e.problem),
+                FieldError::new(field, e.problem),
             )
         })?;
         batch.push((state.subject_key(&line.subject), line.profile));

@@ -29,20 +29,21 @@ pub struct Connection {
 /// `offerhost partners ...`
 #[derive(Debug, Subcommand)]
 pub enum PartnersCommand {
-    /// Add or update a partner.
+    /// Add a partner, or update one: an existing partner keeps whatever is not given
+    /// here (its signing key included; `keys clear` removes that).
     Add {
         /// Partner id, kebab-case.
         id: String,
-        /// Ranking weight.
-        #[arg(long, default_value_t = 1.0)]
-        weight: f64,
+        /// Ranking weight [default for a new partner: 1.0].
+        #[arg(long)]
+        weight: Option<f64>,
         /// Feature fields its plugins may see (comma-separated: tier,lifecycle,rfm,
-        /// affinities,cobrand_holder,region,context,segments).
+        /// affinities,cobrand_holder,region,context,segments) [new partner: none].
         #[arg(long, value_delimiter = ',')]
-        allow: Vec<String>,
-        /// Segment labels its plugins may see (comma-separated).
+        allow: Option<Vec<String>>,
+        /// Segment labels its plugins may see (comma-separated) [new partner: none].
         #[arg(long, value_delimiter = ',')]
-        segments: Vec<String>,
+        segments: Option<Vec<String>>,
         /// Ed25519 public key (hex) that must sign its uploads.
         #[arg(long)]
         public_key: Option<String>,
@@ -206,10 +207,10 @@ pub(super) fn reports(conn: &Connection, cmd: ReportsCommand) -> anyhow::Result<
     };
     let v = c.get(&path)?;
     if json {
-        print(&v);
+        print(&v)?;
     } else {
         let report = serde_json::from_value(v).context("unexpected report answer")?;
-        print!("{}", super::render::report(&report));
+        super::write_out(&super::render::report(&report))?;
     }
     Ok(())
 }
@@ -399,8 +400,11 @@ fn plugin_path(plugin: &str) -> anyhow::Result<String> {
     }
 }
 
-fn print(v: &Value) {
-    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+fn print(v: &Value) -> anyhow::Result<()> {
+    super::write_out(&format!(
+        "{}\n",
+        serde_json::to_string_pretty(v).unwrap_or_default()
+    ))
 }
 
 fn rollout(c: &Client, plugin: &str, action: Value) -> anyhow::Result<Value> {
@@ -410,14 +414,49 @@ fn rollout(c: &Client, plugin: &str, action: Value) -> anyhow::Result<Value> {
 pub(super) fn partners(conn: &Connection, cmd: PartnersCommand) -> anyhow::Result<()> {
     let c = Client::new(conn)?;
     let out = match cmd {
-        PartnersCommand::Add { id, weight, allow, segments, public_key } => c.post(
-            "/v1/admin/partners",
-            &json!({"id": id, "weight": weight, "allow": allow, "segments": segments, "public_key": public_key}),
-        )?,
+        PartnersCommand::Add {
+            id,
+            weight,
+            allow,
+            segments,
+            public_key,
+        } => {
+            // The API replaces a partner whole: start from the stored one, so that an
+            // update changes only what was given.
+            let mut p = match find_partner(&c, &id)? {
+                Some(existing) => existing,
+                None => json!({"id": id, "weight": 1.0, "allow": [], "segments": []}),
+            };
+            if let Some(weight) = weight {
+                if !(weight.is_finite() && weight > 0.0) {
+                    bail!("--weight {weight} must be a number > 0");
+                }
+                p["weight"] = json!(weight);
+            }
+            if let Some(allow) = allow {
+                p["allow"] = json!(allow);
+            }
+            if let Some(segments) = segments {
+                p["segments"] = json!(segments);
+            }
+            if let Some(key) = public_key {
+                p["public_key"] = json!(key);
+            }
+            c.post("/v1/admin/partners", &p)?
+        }
         PartnersCommand::List => c.get("/v1/admin/partners")?,
     };
-    print(&out);
+    print(&out)?;
     Ok(())
+}
+
+/// The stored partner `id`, if there is one.
+fn find_partner(c: &Client, id: &str) -> anyhow::Result<Option<Value>> {
+    let partners = c.get("/v1/admin/partners")?;
+    let list = partners
+        .as_array()
+        .context("unexpected answer to the partner list")?;
+    Ok(list.iter().find(|p| p["id"] == id).cloned())
 }
 
 pub(super) fn keys(conn: &Connection, cmd: KeysCommand) -> anyhow::Result<()> {
@@ -429,14 +468,9 @@ pub(super) fn keys(conn: &Connection, cmd: KeysCommand) -> anyhow::Result<()> {
         } => (partner, Some(public_key)),
         KeysCommand::Clear { partner } => (partner, None),
     };
-    let partners = c.get("/v1/admin/partners")?;
-    let mut p = partners
-        .as_array()
-        .and_then(|list| list.iter().find(|p| p["id"] == partner.as_str()).cloned())
-        .with_context(|| format!("no partner {partner:?}"))?;
+    let mut p = find_partner(&c, &partner)?.with_context(|| format!("no partner {partner:?}"))?;
     p["public_key"] = json!(key);
-    print(&c.post("/v1/admin/partners", &p)?);
-    Ok(())
+    print(&c.post("/v1/admin/partners", &p)?)
 }
 
 pub(super) fn plugins(conn: &Connection, cmd: PluginsCommand) -> anyhow::Result<()> {
@@ -489,7 +523,7 @@ pub(super) fn plugins(conn: &Connection, cmd: PluginsCommand) -> anyhow::Result<
             let v = c.get(&format!("{}/readout", plugin_path(&plugin)?))?;
             if !json {
                 let readout = serde_json::from_value(v).context("unexpected readout answer")?;
-                print!("{}", super::render::readout(&readout));
+                super::write_out(&super::render::readout(&readout))?;
                 return Ok(());
             }
             v
@@ -509,7 +543,7 @@ pub(super) fn plugins(conn: &Connection, cmd: PluginsCommand) -> anyhow::Result<
             )?
         }
     };
-    print(&out);
+    print(&out)?;
     Ok(())
 }
 
@@ -528,8 +562,7 @@ pub(super) fn config(conn: &Connection, cmd: ConfigCommand) -> anyhow::Result<()
         &c,
         &plugin,
         json!({"action": "config", "set": set, "unset": unset}),
-    )?);
-    Ok(())
+    )?)
 }
 
 pub(super) fn tokens(conn: &Connection, cmd: TokensCommand) -> anyhow::Result<()> {
@@ -545,14 +578,32 @@ pub(super) fn tokens(conn: &Connection, cmd: TokensCommand) -> anyhow::Result<()
         )?,
         TokensCommand::Revoke { name } => c.delete(&format!("/v1/admin/tokens/{name}"))?,
     };
-    print(&out);
+    print(&out)?;
     Ok(())
 }
 
-pub(super) fn audit(conn: &Connection, after: u64) -> anyhow::Result<()> {
+pub(super) fn audit(conn: &Connection, after: u64, page_size: u64) -> anyhow::Result<()> {
     let c = Client::new(conn)?;
-    print(&c.get(&format!("/v1/admin/audit?after={after}"))?);
-    Ok(())
+    // The server answers a page at a time, oldest first: read on to the newest.
+    let mut entries = Vec::new();
+    let mut cursor = after;
+    loop {
+        let page = c.get(&format!("/v1/admin/audit?after={cursor}&limit={page_size}"))?;
+        let Value::Array(page) = page else {
+            bail!("unexpected answer to an audit page: {page}");
+        };
+        let full = page.len() as u64 >= page_size;
+        if let Some(last) = page.last() {
+            cursor = last["seq"]
+                .as_u64()
+                .context("an audit entry without a sequence number")?;
+        }
+        entries.extend(page);
+        if !full {
+            break;
+        }
+    }
+    print(&Value::Array(entries))
 }
 
 pub(super) fn profiles(conn: &Connection, cmd: ProfilesCommand) -> anyhow::Result<()> {
@@ -560,27 +611,54 @@ pub(super) fn profiles(conn: &Connection, cmd: ProfilesCommand) -> anyhow::Resul
     let ProfilesCommand::Load { file, batch } = cmd;
     let text =
         std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
-    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    // Every line is checked here first, as the server checks it, so that a bad line
+    // anywhere is reported with its line in the file and nothing is loaded.
+    let mut lines: Vec<&str> = Vec::new();
+    for (i, raw) in text.lines().enumerate() {
+        if raw.trim().is_empty() {
+            continue;
+        }
+        if let Err(e) = crate::api::profiles::check_line(raw) {
+            let field = match e.field.as_str() {
+                "" => String::new(),
+                f => format!(" {f}:"),
+            };
+            bail!(
+                "{}, line {}:{field} {}; nothing was loaded",
+                file.display(),
+                i + 1,
+                e.problem
+            );
+        }
+        lines.push(raw);
+    }
+    if lines.is_empty() {
+        bail!("{} holds no profiles", file.display());
+    }
     let total = lines.len();
     let mut loaded = 0;
     for (i, chunk) in lines.chunks(batch.max(1)).enumerate() {
         let body = chunk.join("\n");
-        c.post_bytes("/v1/admin/profiles", body.as_bytes(), &[("content-type", "application/x-ndjson")])
-            .with_context(|| {
-                format!(
-                    "batch {} (lines {}..={} of {}) failed; a batch is stored whole or not at all, and {} profiles before it were stored",
-                    i + 1,
-                    loaded + 1,
-                    loaded + chunk.len(),
-                    file.display(),
-                    loaded
-                )
-            })?;
+        let sent = c.post_bytes(
+            "/v1/admin/profiles",
+            body.as_bytes(),
+            &[("content-type", "application/x-ndjson")],
+        );
+        if let Err(e) = sent {
+            // End the progress line before the error.
+            eprintln!();
+            return Err(e.context(format!(
+                "batch {} (profiles {}..={} of {}) failed; a batch is stored whole or not at all, and the {loaded} profiles before it were stored",
+                i + 1,
+                loaded + 1,
+                loaded + chunk.len(),
+                file.display(),
+            )));
+        }
         loaded += chunk.len();
         eprint!("\rloaded {loaded}/{total} profiles");
         let _ = std::io::stderr().flush();
     }
     eprintln!();
-    print(&json!({"loaded": loaded}));
-    Ok(())
+    print(&json!({"loaded": loaded}))
 }

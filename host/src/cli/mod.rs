@@ -60,6 +60,9 @@ pub enum Command {
         /// Show entries after this sequence number.
         #[arg(long, default_value_t = 0)]
         after: u64,
+        /// Entries fetched per request (every entry after `--after` is shown).
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+        page_size: u64,
     },
 }
 
@@ -86,7 +89,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Tokens(cmd) => admin::tokens(&cli.connection, cmd),
         Command::Profiles(cmd) => admin::profiles(&cli.connection, cmd),
         Command::Reports(cmd) => admin::reports(&cli.connection, cmd),
-        Command::Audit { after } => admin::audit(&cli.connection, after),
+        Command::Audit { after, page_size } => admin::audit(&cli.connection, after, page_size),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -94,6 +97,17 @@ pub fn run(cli: Cli) -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::from(1)
         }
+    }
+}
+
+/// Writes `text` to stdout. A reader that has gone away (`| head`) ends the command
+/// quietly, as it ends the other tools of a pipeline; any other failure is an error.
+fn write_out(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
+        result => Ok(result?),
     }
 }
 

@@ -164,7 +164,7 @@ fn try_run(args: &PluginRunArgs) -> Result<ExitCode, String> {
         limits,
     };
     let json = serde_json::to_string_pretty(&output).map_err(|e| e.to_string())?;
-    println!("{json}");
+    super::write_out(&format!("{json}\n")).map_err(|e| format!("{e:#}"))?;
 
     let c = &output.cost;
     let step = if described.outcome.is_ok() {

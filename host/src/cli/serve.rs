@@ -43,7 +43,7 @@ pub(super) fn serve(args: ServeArgs) -> anyhow::Result<()> {
         );
     }
     let state = server::build_default(config)?;
-    if state.registry().doc().1.tokens.is_empty() {
+    if !server::has_ops_token(&state) {
         // Save the secret before registering it, so a failed write never leaves a token
         // nobody knows.
         let (token, generated) = match std::env::var("OFFERHOST_BOOTSTRAP_TOKEN") {
@@ -56,7 +56,7 @@ pub(super) fn serve(args: ServeArgs) -> anyhow::Result<()> {
         server::ensure_ops_token(&state, Some(&token))?;
         if generated {
             eprintln!(
-                "no tokens yet: created the ops token `bootstrap-ops`, saved in {} (readable only by you)",
+                "no ops token yet: created the ops token `bootstrap-ops`, saved in {} (readable only by you)",
                 token_file.display()
             );
         }

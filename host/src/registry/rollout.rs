@@ -117,6 +117,9 @@ impl Registry {
         action: RolloutAction,
     ) -> Result<PluginEntry, RegistryError> {
         actor.require_ops("change rollout state")?;
+        if let RolloutAction::Config { set, unset } = &action {
+            self.check_config(key, set, unset)?;
+        }
         let max_memory = self.sandbox.engine_limits().max_memory_bytes;
         let next = self.commit(actor, action.name(), Vec::new(), |doc| {
             let entry = doc
@@ -234,6 +237,52 @@ impl Registry {
             .get(key)
             .cloned()
             .ok_or_else(|| RegistryError::NotFound(format!("no plugin {key:?}")))
+    }
+
+    /// Calls the versions of plugin `key` that serve (active and canary) on the smoke
+    /// features with its configuration changed by `set` and `unset`: a version that
+    /// answers `bad-config` refuses the change, which would otherwise take it out of every
+    /// slate until someone noticed.
+    fn check_config(
+        &self,
+        key: &str,
+        set: &BTreeMap<String, String>,
+        unset: &[String],
+    ) -> Result<(), RegistryError> {
+        let doc = self.doc();
+        let Some(entry) = doc.1.plugins.get(key) else {
+            // The commit says so.
+            return Ok(());
+        };
+        let mut config = entry.config.clone();
+        for k in unset {
+            config.remove(k);
+        }
+        config.extend(set.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let config = std::sync::Arc::new(config);
+        let serving = entry
+            .active
+            .iter()
+            .chain(entry.canary.as_ref().map(|c| &c.version));
+        for version in serving {
+            let Some(meta) = entry.versions.get(version) else {
+                continue;
+            };
+            let plugin = self.compiled_plugin(&meta.digest)?;
+            let limits = entry.limits.unwrap_or(self.limits);
+            let smoke = self
+                .sandbox
+                .bid(&plugin, &self.smoke_features, &config, &limits);
+            if let crate::sandbox::Outcome::PluginError {
+                error: crate::model::PluginError::BadConfig(why),
+            } = smoke.outcome
+            {
+                return Err(RegistryError::Invalid(format!(
+                    "{key} {version} rejects this configuration (bad-config: {why}); nothing was changed"
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// Takes plugin `key` out of slates until ops reinstate it.
@@ -392,6 +441,13 @@ impl Registry {
                 .find(|(_, t)| t.name == name)
                 .map(|(h, _)| h.clone())
                 .ok_or_else(|| RegistryError::NotFound(format!("no token named {name:?}")))?;
+            let ops_tokens = doc.tokens.values().filter(|t| t.role == Role::Ops).count();
+            if doc.tokens[&hash].role == Role::Ops && ops_tokens == 1 {
+                return Err(RegistryError::Conflict(format!(
+                    "{name:?} is the last ops token: create another ops token first, or nobody \
+                     could manage partners, plugins or tokens any more"
+                )));
+            }
             let meta = doc.tokens.remove(&hash);
             Ok(Some(AuditParts {
                 target: format!("token:{name}"),
