@@ -22,12 +22,12 @@ use crate::slate::profile::{FeatureField, RfmCutPoints};
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}: {cause}")]
     Read {
         /// The file.
         path: PathBuf,
-        /// The cause.
-        source: std::io::Error,
+        /// The cause (not a chained `source`: the message already says it once).
+        cause: std::io::Error,
     },
     /// Not valid TOML or not the expected shape.
     #[error("{path}: {message}")]
@@ -262,9 +262,9 @@ impl Config {
         path: &Path,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|cause| ConfigError::Read {
             path: path.to_path_buf(),
-            source,
+            cause,
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
         Config::parse(&text, env, base).map_err(|e| match e {
@@ -293,6 +293,8 @@ impl Config {
         let mut table: toml::Table = text
             .parse()
             .map_err(|e: toml::de::Error| parse_err(e.to_string()))?;
+        // Each override's key path and variable, to blame the variable for a bad value.
+        let mut overrides: Vec<(String, String)> = Vec::new();
         for (name, value) in env {
             let Some(path) = name.strip_prefix("OFFERHOST__") else {
                 continue;
@@ -300,9 +302,17 @@ impl Config {
             let keys: Vec<String> = path.split("__").map(|k| k.to_lowercase()).collect();
             apply_override(&mut table, &keys, &value)
                 .map_err(|m| parse_err(format!("{name}: {m}")))?;
+            overrides.push((keys.join("."), name));
         }
-        let mut config: Config =
-            Config::deserialize(toml::Value::Table(table)).map_err(|e| parse_err(e.to_string()))?;
+        let mut config: Config = Config::deserialize(toml::Value::Table(table)).map_err(|e| {
+            let message = e.to_string();
+            let from_env = (overrides.iter())
+                .find(|(key, _)| message.trim_end().ends_with(&format!("in `{key}`")));
+            parse_err(match from_env {
+                Some((_, name)) => format!("{} (the value comes from {name})", message.trim_end()),
+                None => message,
+            })
+        })?;
         config.check().map_err(|message| ConfigError::Invalid {
             path: PathBuf::new(),
             message,

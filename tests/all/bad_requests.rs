@@ -155,6 +155,12 @@ async fn slate_requests() {
         (status.as_u16(), err["error"]["code"].as_str().unwrap()),
         (404, "no-route")
     );
+    let (status, err) = host.call("DELETE", "/v1/slates", None).await;
+    assert_eq!(
+        (status.as_u16(), err["error"]["code"].as_str().unwrap()),
+        (405, "method-not-allowed"),
+        "{err}"
+    );
 
     // None of that touched the caps: the first real slate is uncapped.
     let s = host.slate(slate_req(|_| {})).await;

@@ -1,7 +1,9 @@
 //! The real binary: `offerhost demo` from the README, and `offerhost serve` restarted on
 //! the same store.
 
-use offerhost_tests::{ServerProcess, artifacts, example_config, offers_of, traveller_profile};
+use offerhost_tests::{
+    ServerProcess, artifacts, example_config, offerhost, offers_of, traveller_profile,
+};
 use serde_json::{Value, json};
 
 fn impression(slate: &Value, offer: &Value, id: &str) -> Value {
@@ -177,4 +179,62 @@ fn first_start_saves_a_private_ops_token() {
     let (status, audit) = server.get_as(Some(&server.token.clone()), "/v1/admin/audit");
     assert_eq!(status, 200, "{audit}");
     assert_eq!(audit[0]["target"], "token:bootstrap-ops");
+}
+
+#[test]
+fn start_up_mistakes_are_named_before_anything_is_created() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("offerhost.toml");
+    std::fs::write(
+        &config,
+        "store_path = \"state/store\"\n[[placement]]\nid = \"app-home\"\n",
+    )
+    .unwrap();
+    let run = |args: &[&str], env: &[(&str, &str)]| {
+        let out = offerhost()
+            .args(args)
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let serve = ["serve", "--config", config.to_str().unwrap()];
+
+    let (code, stderr) = run(&[&serve[..], &["--listen", "localhost"]].concat(), &[]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("cannot listen on \"localhost\": give host:port"),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("state").exists(), "no store was created");
+
+    let bad_env = [("OFFERHOST__SLATE__DEADLINE_MS", "abc")];
+    let (code, stderr) = run(&serve, &bad_env);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("(the value comes from OFFERHOST__SLATE__DEADLINE_MS)"),
+        "{stderr}"
+    );
+
+    let missing = dir.path().join("missing.toml");
+    let (code, stderr) = run(&["serve", "--config", missing.to_str().unwrap()], &[]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert_eq!(stderr.matches("No such file").count(), 1, "{stderr}");
+
+    let (code, stderr) = run(
+        &[
+            "plugins",
+            "list",
+            "--server",
+            "127.0.0.1:8080",
+            "--token",
+            "t",
+        ],
+        &[],
+    );
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("needs its scheme"), "{stderr}");
 }

@@ -660,7 +660,7 @@ fn default_limit() -> usize {
     params(AuditQuery),
     responses(
         (status = 200, description = "Audit entries in sequence order", body = Vec<AuditEntry>),
-        (status = 400, description = "The query string does not parse (a plain-text answer)", body = String, content_type = "text/plain"),
+        (status = 400, description = "The query string does not parse (`invalid-query`)", body = ErrorBody),
         (status = 401, description = "No, malformed, unknown or revoked token", body = ErrorBody),
         (status = 403, description = "The token is not ops", body = ErrorBody),
         (status = 500, description = "Internal error", body = ErrorBody),

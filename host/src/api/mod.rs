@@ -137,6 +137,7 @@ pub fn app(state: AppState) -> Router {
     }
     router
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
         .layer(
             TraceLayer::new_for_http()
@@ -166,6 +167,14 @@ async fn timeout(State(limit): State<Duration>, req: Request, next: Next) -> Res
         Ok(response) => response,
         Err(_) => ApiError::unavailable(format!("request exceeded {limit:?}")).into_response(),
     }
+}
+
+async fn method_not_allowed(method: axum::http::Method) -> ApiError {
+    ApiError::client(
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        "method-not-allowed",
+        format!("this route does not take {method} (see /openapi.json for what it takes)"),
+    )
 }
 
 async fn not_found() -> ApiError {

@@ -290,6 +290,12 @@ impl Client {
             .token
             .clone()
             .context("no token: pass --token or set OFFERHOST_TOKEN")?;
+        if !(c.server.starts_with("http://") || c.server.starts_with("https://")) {
+            bail!(
+                "--server {:?} needs its scheme: a URL such as http://127.0.0.1:8080",
+                c.server
+            );
+        }
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(std::time::Duration::from_secs(120)))

@@ -36,10 +36,13 @@ pub struct DemoArgs {
 pub(super) fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = Config::load(&args.config, std::env::vars())?;
     let listen = args.listen.unwrap_or_else(|| config.listen.clone());
+    check_listen(&listen)?;
     let token_file = config.store_path.join("bootstrap-ops-token");
-    if config.subject_salt == crate::config::DEFAULT_SALT {
+    if config.subject_salt == crate::config::DEFAULT_SALT
+        || config.subject_salt.contains("change-me")
+    {
         tracing::warn!(
-            "subject_salt is the public default: set a secret one, or store keys and canary buckets can be recomputed from guessed subject ids"
+            "subject_salt is a published example: set a secret one, or store keys and canary buckets can be recomputed from guessed subject ids"
         );
     }
     let state = server::build_default(config)?;
@@ -67,6 +70,17 @@ pub(super) fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }))
 }
 
+/// Refuses an address that cannot be listened on before anything is created on disk.
+fn check_listen(listen: &str) -> anyhow::Result<()> {
+    use std::net::ToSocketAddrs;
+    match listen.to_socket_addrs().map(|mut addrs| addrs.next()) {
+        Ok(Some(_)) => Ok(()),
+        _ => anyhow::bail!(
+            "cannot listen on {listen:?}: give host:port, such as 127.0.0.1:8080 (port 0 picks a free one)"
+        ),
+    }
+}
+
 /// The demo's configuration, with plugin paths relative to the data directory.
 const DEMO_CONFIG: &str = include_str!("../../examples/offerhost.toml");
 /// The demo's canary plugin.
@@ -75,6 +89,7 @@ const DEMO_CANARY: &str = "freshmart/freshmart-cashback";
 const DEMO_PROFILES: &str = include_str!("../../examples/profiles.ndjson");
 
 pub(super) fn demo(args: DemoArgs) -> anyhow::Result<()> {
+    check_listen(&args.listen)?;
     let temp;
     let dir: &Path = match &args.data {
         Some(d) => d,
