@@ -82,6 +82,14 @@ async fn slate_requests() {
             "outside 0.0..=1.0",
         ),
         (
+            slate_req(|v| {
+                v["profile"]["category_spend_share"] = json!({"travel": 0.9, "dining": 0.6})
+            }),
+            422,
+            "profile.category_spend_share",
+            "the shares add up to 1.500",
+        ),
+        (
             slate_req(|v| v["profile"]["purchases_90d"] = json!("many")),
             422,
             "profile.purchases_90d",

@@ -644,6 +644,20 @@ async fn readout_compares_the_canary_period_and_counts_shadow_disagreement() {
         registry
             .upload(&actor, "acme", artifacts::VERSIONED_V2.bytes, None)
             .unwrap();
+        // The active version cannot shadow itself.
+        let itself = registry.rollout(
+            &actor,
+            "acme/versioned",
+            RolloutAction::Shadow {
+                version: Some("1.0.0".into()),
+            },
+        );
+        assert!(
+            itself
+                .as_ref()
+                .is_err_and(|e| e.to_string().contains("is the active version")),
+            "{itself:?}"
+        );
         registry
             .rollout(
                 &actor,

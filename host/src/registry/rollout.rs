@@ -185,6 +185,12 @@ impl Registry {
                 RolloutAction::Shadow { version } => {
                     if let Some(v) = version {
                         has_version(entry, v)?;
+                        if entry.active.as_deref() == Some(v.as_str()) {
+                            return Err(RegistryError::Invalid(format!(
+                                "{v} is the active version: a shadow is another version, \
+                                 called beside it to compare"
+                            )));
+                        }
                     }
                     entry.shadow = version.clone();
                 }

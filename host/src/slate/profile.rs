@@ -72,6 +72,20 @@ impl Profile {
                 ));
             }
         }
+        // Shares of one whole; a little over 1.0 is rounding in the issuer's export.
+        let total: f64 = self
+            .category_spend_share
+            .values()
+            .map(|s| f64::from(*s))
+            .sum();
+        if total > 1.001 {
+            return Err(FieldError::new(
+                format!("{prefix}category_spend_share"),
+                format!(
+                    "the shares add up to {total:.3}: they are parts of the customer's spend, at most 1.0 in all"
+                ),
+            ));
+        }
         if let Some(region) = &self.region
             && coarse_region(region).is_none()
         {
