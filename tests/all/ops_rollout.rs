@@ -43,6 +43,15 @@ fn ok(run: offerhost_tests::CliRun, what: &str) -> Value {
     run.json
 }
 
+/// A new app token's secret.
+fn app_token(server: &ServerProcess, name: &str) -> String {
+    let args = ["tokens", "create", name, "--role", "app"];
+    ok(admin_cli(server, Some(OPS_TOKEN), &args), name)["token"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
 /// The acme offer a subject sees (None when acme has no offer in the slate).
 fn acme_offer(server: &ServerProcess, app: &str, subject: &str) -> Option<(String, String)> {
     let (status, slate) = server.post_as(
@@ -88,17 +97,7 @@ fn the_whole_ops_story_through_the_cli() {
         ),
         "partner",
     );
-    let app = ok(
-        admin_cli(
-            &server,
-            ops,
-            &["tokens", "create", "app-1", "--role", "app"],
-        ),
-        "app token",
-    )["token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let app = app_token(&server, "app-1");
 
     // Upload v1: the first version becomes active and serves at once.
     let meta = ok(
@@ -768,17 +767,7 @@ fn a_bad_profile_line_is_named_by_its_line_in_the_file_and_nothing_is_loaded() {
     let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path());
     let ops = Some(OPS_TOKEN);
-    let app = ok(
-        admin_cli(
-            &server,
-            ops,
-            &["tokens", "create", "app-1", "--role", "app"],
-        ),
-        "app token",
-    )["token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let app = app_token(&server, "app-1");
     let good = |subject: &str| {
         json!({"subject": subject, "profile": {"tier": "mass", "marketing_consent": true}})
             .to_string()

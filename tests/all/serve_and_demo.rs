@@ -145,15 +145,18 @@ fn serve_keeps_counters_across_a_restart() {
     );
 }
 
+/// A configuration with one placement and its store in `state/store`, in `dir`.
+fn minimal_config(dir: &std::path::Path) -> std::path::PathBuf {
+    let config = dir.join("offerhost.toml");
+    let text = "store_path = \"state/store\"\n[[placement]]\nid = \"app-home\"\n";
+    std::fs::write(&config, text).unwrap();
+    config
+}
+
 #[test]
 fn first_start_saves_a_private_ops_token() {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("offerhost.toml");
-    std::fs::write(
-        &config,
-        "store_path = \"state/store\"\n[[placement]]\nid = \"app-home\"\n",
-    )
-    .unwrap();
+    let config = minimal_config(dir.path());
     let mut server = ServerProcess::start_with(
         &[
             "serve",
@@ -184,12 +187,7 @@ fn first_start_saves_a_private_ops_token() {
 #[test]
 fn start_up_mistakes_are_named_before_anything_is_created() {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("offerhost.toml");
-    std::fs::write(
-        &config,
-        "store_path = \"state/store\"\n[[placement]]\nid = \"app-home\"\n",
-    )
-    .unwrap();
+    let config = minimal_config(dir.path());
     let run = |args: &[&str], env: &[(&str, &str)]| {
         let out = offerhost()
             .args(args)
