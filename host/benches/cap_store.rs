@@ -46,6 +46,9 @@ fn start_redis() -> (Redis, String) {
     (Redis(child), format!("redis://127.0.0.1:{port}/"))
 }
 
+/// What each recorded event is, as the service describes an app's impression.
+const IMPRESSION: &str = "impression p/offer";
+
 fn bench(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let (_redis, url) = start_redis();
@@ -78,7 +81,14 @@ fn bench(c: &mut Criterion) {
     for (name, store) in &backends {
         for i in 0..5 {
             store
-                .record_event(&format!("seed-{i}"), &subject, &keys, 1000 + i, retention)
+                .record_event(
+                    &format!("seed-{i}"),
+                    IMPRESSION,
+                    &subject,
+                    &keys,
+                    1000 + i,
+                    retention,
+                )
                 .unwrap();
         }
         group.bench_function(format!("{name}/read_13_counters"), |b| {
@@ -89,7 +99,14 @@ fn bench(c: &mut Criterion) {
                 let i = n.fetch_add(1, Ordering::Relaxed);
                 let id = format!("ev-{name}-{i}");
                 store
-                    .record_event(&id, &subject, &one_offer, 2000 + i % 100, retention)
+                    .record_event(
+                        &id,
+                        IMPRESSION,
+                        &subject,
+                        &one_offer,
+                        2000 + i % 100,
+                        retention,
+                    )
                     .unwrap()
             })
         });

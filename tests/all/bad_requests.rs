@@ -240,6 +240,25 @@ async fn event_requests() {
     // Nothing was counted.
     let again = host.slate(slate_req(|_| {})).await;
     assert_eq!(again["offers"][0]["partner"], "skyways");
+    // An event id used again for another event is refused, saying what it was used for;
+    // the first event sent again is a duplicate.
+    let post = |body: Value| host.call("POST", "/v1/events", Some(body));
+    let (status, ack) = post(ev(&|_| {})).await;
+    assert_eq!((status.as_u16(), &ack["recorded"]), (200, &json!("new")));
+    let (status, err) = post(ev(&|v| v["type"] = json!("click"))).await;
+    assert_eq!(status.as_u16(), 409, "{err}");
+    assert_eq!(err["error"]["field"], "event_id", "{err}");
+    assert!(
+        err["error"]["message"].as_str().unwrap().contains(
+            "for impression skyways/skyways-holder-miles, not click skyways/skyways-holder-miles"
+        ),
+        "{err}"
+    );
+    let (status, ack) = post(ev(&|_| {})).await;
+    assert_eq!(
+        (status.as_u16(), &ack["recorded"]),
+        (200, &json!("duplicate"))
+    );
     // A slate expires for events after the retention period.
     host.clock.advance(168 * 3600);
     let (status, _) = host.call("POST", "/v1/events", Some(ev(&|_| {}))).await;

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use offerhost::slate::caps::{CapHistory, Retention};
 use offerhost::slate::profile::Profile;
-use offerhost::store::{Recorded, SlateRecord, SledStore, Store, StoreError, SubjectKey};
+use offerhost::store::{Reservation, SlateRecord, SledStore, Store, StoreError, SubjectKey};
 use offerhost_tests::{
     Host, example_config, host_on, host_with_store, offers_of, traveller_profile,
 };
@@ -246,26 +246,28 @@ impl Store for FlakyStore {
     fn record_event(
         &self,
         e: &str,
+        w: &str,
         s: &SubjectKey,
         k: &[String],
         now: u64,
         r: Retention,
-    ) -> Result<Recorded, StoreError> {
+    ) -> Result<Reservation, StoreError> {
         if self.caps_down.load(Ordering::SeqCst) {
             return Err(StoreError::Backend("disk on fire at /secret/path".into()));
         }
-        self.inner.record_event(e, s, k, now, r)
+        self.inner.record_event(e, w, s, k, now, r)
     }
     fn try_reserve(
         &self,
         e: &str,
+        w: &str,
         s: &SubjectKey,
         l: &[(String, Option<u64>, u32)],
         k: &[String],
         now: u64,
         r: Retention,
-    ) -> Result<bool, StoreError> {
-        self.inner.try_reserve(e, s, l, k, now, r)
+    ) -> Result<Reservation, StoreError> {
+        self.inner.try_reserve(e, w, s, l, k, now, r)
     }
     fn add_counters(&self, adds: &[offerhost::store::CounterAdd]) -> Result<(), StoreError> {
         self.inner.add_counters(adds)

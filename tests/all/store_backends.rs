@@ -6,7 +6,7 @@ use std::sync::Arc;
 use offerhost::slate::caps::{Retention, Window};
 use offerhost::slate::profile::Profile;
 use offerhost::store::{
-    Recorded, RedisStore, ServedOffer, SlateRecord, SledStore, Store, SubjectKey,
+    RedisStore, Reservation, ServedOffer, SlateRecord, SledStore, Store, SubjectKey,
 };
 use offerhost_tests::{redis_cluster_url, redis_url, unique_prefix};
 
@@ -99,26 +99,46 @@ fn profiles_and_slates() {
     }
 }
 
+/// The answer for an event id recorded before as `what`.
+fn seen(what: &str) -> Reservation {
+    Reservation::Seen {
+        what: what.to_string(),
+    }
+}
+
 #[test]
 fn events_count_once_and_histories_follow_windows() {
     for (name, store, _dir) in backends("events") {
         let s = subject("bob");
         let keys = vec!["offer:p/o".to_string(), "slate".to_string()];
         assert_eq!(
-            store.record_event("e1", &s, &keys, 1000, RETAIN).unwrap(),
-            Recorded::New,
-            "{name}"
-        );
-        assert_eq!(
-            store.record_event("e1", &s, &keys, 1001, RETAIN).unwrap(),
-            Recorded::Duplicate,
+            store
+                .record_event("e1", "ev", &s, &keys, 1000, RETAIN)
+                .unwrap(),
+            Reservation::Made,
             "{name}"
         );
         assert_eq!(
             store
-                .record_event("e2", &s, &keys[..1], 1500, RETAIN)
+                .record_event("e1", "ev", &s, &keys, 1001, RETAIN)
                 .unwrap(),
-            Recorded::New,
+            seen("ev"),
+            "{name}"
+        );
+        assert_eq!(
+            store
+                .record_event("e2", "ev", &s, &keys[..1], 1500, RETAIN)
+                .unwrap(),
+            Reservation::Made,
+            "{name}"
+        );
+        // The id again for another event: nothing counted, and the answer says what the
+        // id was first recorded as.
+        assert_eq!(
+            store
+                .record_event("e1", "click p/o", &s, &keys, 1002, RETAIN)
+                .unwrap(),
+            seen("ev"),
             "{name}"
         );
         let h = store.cap_histories(&s, &keys).unwrap();
@@ -129,7 +149,7 @@ fn events_count_once_and_histories_follow_windows() {
         assert_eq!(h[0].count(Window::Minutes(10), 1700), 1, "{name}");
         // Older than the retention window: trimmed on the next write.
         store
-            .record_event("e3", &s, &keys[..1], 1000 + 3600 + 1, RETAIN)
+            .record_event("e3", "ev", &s, &keys[..1], 1000 + 3600 + 1, RETAIN)
             .unwrap();
         let h = store.cap_histories(&s, &keys[..1]).unwrap();
         assert_eq!(h[0].recent, vec![1500, 4601], "{name}");
@@ -161,6 +181,7 @@ fn concurrent_increments_are_exact() {
                             if store
                                 .record_event(
                                     &id,
+                                    "ev",
                                     &s,
                                     &keys,
                                     2000 + i,
@@ -170,7 +191,7 @@ fn concurrent_increments_are_exact() {
                                     },
                                 )
                                 .unwrap()
-                                == Recorded::New
+                                == Reservation::Made
                             {
                                 new += 1;
                             }
@@ -202,8 +223,17 @@ fn reservations_never_overshoot_under_concurrency() {
                     (0..20)
                         .filter(|i| {
                             store
-                                .try_reserve(&format!("r{t}-{i}"), &s, &limits, &keys, 5000, RETAIN)
+                                .try_reserve(
+                                    &format!("r{t}-{i}"),
+                                    "r",
+                                    &s,
+                                    &limits,
+                                    &keys,
+                                    5000,
+                                    RETAIN,
+                                )
                                 .unwrap()
+                                == Reservation::Made
                         })
                         .count()
                 })
@@ -218,10 +248,11 @@ fn reservations_never_overshoot_under_concurrency() {
         );
         // A lifetime limit is checked against the lifetime count.
         let lifetime = vec![("slate".to_string(), None, 5u32)];
-        assert!(
-            !store
-                .try_reserve("r-x", &s, &lifetime, &keys, 90_000, RETAIN)
+        assert_eq!(
+            store
+                .try_reserve("r-x", "r", &s, &lifetime, &keys, 90_000, RETAIN)
                 .unwrap(),
+            Reservation::Capped,
             "{name}"
         );
     }
@@ -327,10 +358,12 @@ fn sweeping_forgets_expired_slates_and_old_event_ids() {
         store.save_slate(&record("old", 1_000)).unwrap();
         store.save_slate(&record("live", 90_000_000)).unwrap();
         store
-            .record_event("ancient", &s, &[], 1_000, RETAIN)
+            .record_event("ancient", "ev", &s, &[], 1_000, RETAIN)
             .unwrap();
         let now = 1_000 + offerhost::store::EVENT_MEMORY_SECS + 1;
-        store.record_event("recent", &s, &[], now, RETAIN).unwrap();
+        store
+            .record_event("recent", "ev", &s, &[], now, RETAIN)
+            .unwrap();
         let removed = store.sweep(now).unwrap();
         assert_eq!(
             store.slate("live", now).unwrap().map(|r| r.slate_id),
@@ -340,8 +373,10 @@ fn sweeping_forgets_expired_slates_and_old_event_ids() {
         assert_eq!(store.slate("old", now).unwrap(), None, "{name}");
         // The recent event id is still remembered.
         assert_eq!(
-            store.record_event("recent", &s, &[], now, RETAIN).unwrap(),
-            Recorded::Duplicate,
+            store
+                .record_event("recent", "ev", &s, &[], now, RETAIN)
+                .unwrap(),
+            seen("ev"),
             "{name}"
         );
         if name == "sled" {
@@ -350,8 +385,10 @@ fn sweeping_forgets_expired_slates_and_old_event_ids() {
             assert_eq!(store.slate("old", 500).unwrap(), None, "{name}");
             assert_eq!(removed, 2, "{name}: one slate and one event id");
             assert_eq!(
-                store.record_event("ancient", &s, &[], now, RETAIN).unwrap(),
-                Recorded::New,
+                store
+                    .record_event("ancient", "ev", &s, &[], now, RETAIN)
+                    .unwrap(),
+                Reservation::Made,
                 "{name}"
             );
         }

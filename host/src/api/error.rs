@@ -110,6 +110,7 @@ impl From<SlateError> for ApiError {
                 ApiError::field(StatusCode::UNPROCESSABLE_ENTITY, "invalid-field", f)
             }
             SlateError::NotFound(f) => ApiError::field(StatusCode::NOT_FOUND, "not-found", f),
+            SlateError::Conflict(f) => ApiError::field(StatusCode::CONFLICT, "conflict", f),
             SlateError::Store(e) => ApiError::unavailable(e),
         }
     }

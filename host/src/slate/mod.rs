@@ -36,7 +36,8 @@ use crate::registry::Registry;
 use crate::report::{Aggregator, Cell, field};
 use crate::sandbox::{LogLine, Outcome};
 use crate::store::{
-    Recorded, ServedOffer, ServedOfferRef, SlateRecord, SlateRecordRef, Store, SubjectKey,
+    Recorded, Reservation, ServedOffer, ServedOfferRef, SlateRecord, SlateRecordRef, Store,
+    SubjectKey,
 };
 use caps::{CapCheck, OfferKeys, Retention};
 use fanout::{Call, Done};
@@ -188,6 +189,9 @@ pub enum SlateError {
     /// Something the request refers to does not exist.
     #[error("{0}")]
     NotFound(FieldError),
+    /// The request contradicts one made before (an event id used for another event).
+    #[error("{0}")]
+    Conflict(FieldError),
     /// The store failed where no fallback is safe.
     #[error("store unavailable: {0}")]
     Store(#[from] crate::store::StoreError),
@@ -588,14 +592,16 @@ impl SlateService {
                 .map(|c| (keys.key(c.scope), c.window.seconds(), c.max))
                 .collect();
             let event_id = format!("{slate_id}|serve|{}/{}", keys.partner, keys.offer_id);
-            self.store.try_reserve(
+            let made = self.store.try_reserve(
                 &event_id,
+                "serve",
                 &subject,
                 &limits,
                 &keys.all_keys(),
                 served_at,
                 self.retention,
-            )
+            )?;
+            Ok(made == Reservation::Made)
         };
         let reserve: Option<&mut rank::Reserve<'_>> = if self.config.slate.count_on_serve {
             Some(&mut reserve)
@@ -845,9 +851,30 @@ impl SlateService {
             Vec::new()
         };
         let event_key = format!("{}|{}", record.slate_id, ev.event_id);
-        let recorded =
-            self.store
-                .record_event(&event_key, &record.subject, &keys, now, self.retention)?;
+        // What the event is: sent again, it is a retry; with the same id but anything
+        // else, an id reused by mistake, which would lose this event if taken for a retry.
+        let what = format!("{} {}/{}", ev.event_type.name(), ev.partner, ev.offer_id);
+        let recorded = match (self.store).record_event(
+            &event_key,
+            &what,
+            &record.subject,
+            &keys,
+            now,
+            self.retention,
+        )? {
+            Reservation::Made => Recorded::New,
+            Reservation::Seen { what: earlier } if !earlier.is_empty() && earlier != what => {
+                return Err(SlateError::Conflict(FieldError::new(
+                    "event_id",
+                    format!(
+                        "{:?} was already used in slate {} for {earlier}, not {what}: give each event an id of its own",
+                        ev.event_id, ev.slate_id
+                    ),
+                )));
+            }
+            // No limits were asked for, so none can be reached.
+            Reservation::Seen { .. } | Reservation::Capped => Recorded::Duplicate,
+        };
         self.metrics
             .events
             .get_or_create(&EventLabels {

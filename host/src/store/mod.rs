@@ -256,6 +256,21 @@ pub enum Recorded {
     Duplicate,
 }
 
+/// What [`Store::try_reserve`] and [`Store::record_event`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reservation {
+    /// The event is recorded, its impressions counted.
+    Made,
+    /// A limit was reached; nothing changed.
+    Capped,
+    /// The event id was recorded before; nothing changed. `what` is what it was recorded
+    /// as (empty for records kept before events said what they were).
+    Seen {
+        /// The earlier record's description.
+        what: String,
+    },
+}
+
 /// The operations the service needs from storage. Every write that counts is atomic
 /// per event: either the event id and all its counter increments are stored, or none.
 pub trait Store: Send + Sync + 'static {
@@ -286,39 +301,38 @@ pub trait Store: Send + Sync + 'static {
         subject: &SubjectKey,
         keys: &[String],
     ) -> Result<Vec<CapHistory>, StoreError>;
-    /// Records event `event_id` once. When it is new, also adds one impression at `now`
-    /// to each of `cap_keys` of `subject`.
+    /// Records event `event_id`, described by `what`, once. When it is new, also adds one
+    /// impression at `now` to each of `cap_keys` of `subject`; when it is not, says what
+    /// it was recorded as, so that an id reused for another event can be told from a
+    /// retry.
     fn record_event(
         &self,
         event_id: &str,
+        what: &str,
         subject: &SubjectKey,
         cap_keys: &[String],
         now: u64,
         retention: Retention,
-    ) -> Result<Recorded, StoreError> {
-        // A reservation against no limits fails only when the event id was seen before.
-        Ok(
-            if self.try_reserve(event_id, subject, &[], cap_keys, now, retention)? {
-                Recorded::New
-            } else {
-                Recorded::Duplicate
-            },
-        )
+    ) -> Result<Reservation, StoreError> {
+        // A reservation against no limits is refused only when the event id was seen.
+        self.try_reserve(event_id, what, subject, &[], cap_keys, now, retention)
     }
     /// Atomically: if every `limits` entry `(key, window seconds or None for lifetime,
     /// max)` of `subject` is still below its max and `event_id` is new, records the event
-    /// with one impression on each of `cap_keys` and returns true; otherwise changes
-    /// nothing and returns false. This is how serving counts without overshooting a cap when
-    /// several replicas serve the same subject at once.
+    /// (described by `what`) with one impression on each of `cap_keys`; otherwise changes
+    /// nothing. This is how serving counts without overshooting a cap when several
+    /// replicas serve the same subject at once.
+    #[allow(clippy::too_many_arguments)]
     fn try_reserve(
         &self,
         event_id: &str,
+        what: &str,
         subject: &SubjectKey,
         limits: &[(String, Option<u64>, u32)],
         cap_keys: &[String],
         now: u64,
         retention: Retention,
-    ) -> Result<bool, StoreError>;
+    ) -> Result<Reservation, StoreError>;
     /// Adds to counter rows. Each increment is atomic on its own (concurrent adds from
     /// any number of replicas are neither lost nor doubled); adding a member already in
     /// a row's set changes nothing.

@@ -23,7 +23,10 @@
 use redis::cluster::{ClusterClient, ClusterConnection};
 use redis::{Commands, ConnectionLike, FromRedisValue, Pipeline, RedisResult, Script, Value};
 
-use super::{CounterAdd, CounterRow, SlateRecord, Store, StoreError, SubjectKey, backend, decode};
+use super::{
+    CounterAdd, CounterRow, Reservation, SlateRecord, Store, StoreError, SubjectKey, backend,
+    decode,
+};
 use crate::slate::caps::{CapHistory, Retention};
 use crate::slate::profile::Profile;
 
@@ -39,14 +42,16 @@ pub struct RedisStore {
 
 const TRY_RESERVE: &str = r#"
 -- KEYS[1] event key; KEYS[2..2+2L) limit time-set/lifetime pairs; then cap pairs
--- ARGV: now, event ttl, retention seconds, retention count, member, L, then per limit
---       window seconds (-1 = lifetime) and max
+-- ARGV: now, event ttl, retention seconds, retention count, member, L, what the event
+--       is, then per limit window seconds (-1 = lifetime) and max
+-- Returns 1 when recorded, 0 when a limit is reached, or what the event id was first
+-- recorded as (a string) when it was.
 local now = tonumber(ARGV[1])
 local l = tonumber(ARGV[6])
 for i = 0, l - 1 do
   local times, total = KEYS[2 + 2 * i], KEYS[3 + 2 * i]
-  local window = tonumber(ARGV[7 + 2 * i])
-  local max = tonumber(ARGV[8 + 2 * i])
+  local window = tonumber(ARGV[8 + 2 * i])
+  local max = tonumber(ARGV[9 + 2 * i])
   local seen
   if window < 0 then
     seen = tonumber(redis.call('GET', total) or '0')
@@ -55,8 +60,8 @@ for i = 0, l - 1 do
   end
   if seen >= max then return 0 end
 end
-local fresh = redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2])
-if not fresh then return 0 end
+local fresh = redis.call('SET', KEYS[1], 'v1|' .. ARGV[7], 'NX', 'EX', ARGV[2])
+if not fresh then return redis.call('GET', KEYS[1]) or '' end
 local keep_secs = tonumber(ARGV[3])
 local keep_count = tonumber(ARGV[4])
 for i = 2 + 2 * l, #KEYS, 2 do
@@ -322,12 +327,13 @@ impl Store for RedisStore {
     fn try_reserve(
         &self,
         event_id: &str,
+        what: &str,
         subject: &SubjectKey,
         limits: &[(String, Option<u64>, u32)],
         cap_keys: &[String],
         now: u64,
         retention: Retention,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Reservation, StoreError> {
         let mut inv = self
             .try_reserve
             .key(self.key(format_args!("event:{{{}}}|{event_id}", subject.0)));
@@ -344,12 +350,23 @@ impl Store for RedisStore {
             .arg(retention.seconds)
             .arg(retention.count)
             .arg(event_id)
-            .arg(limits.len());
+            .arg(limits.len())
+            .arg(what);
         for (_, window, max) in limits {
             inv.arg(window.map_or(-1, |w| w as i64)).arg(*max);
         }
-        let done: i64 = inv.invoke(&mut self.conn()?).map_err(backend)?;
-        Ok(done == 1)
+        let done: redis::Value = inv.invoke(&mut self.conn()?).map_err(backend)?;
+        Ok(match done {
+            redis::Value::Int(1) => Reservation::Made,
+            redis::Value::Int(_) => Reservation::Capped,
+            // `v1|` and what it was; a marker from before is the time it was recorded.
+            other => {
+                let earlier: String = redis::from_redis_value(other).map_err(backend)?;
+                Reservation::Seen {
+                    what: earlier.strip_prefix("v1|").unwrap_or_default().to_string(),
+                }
+            }
+        })
     }
 
     fn add_counters(&self, adds: &[CounterAdd]) -> Result<(), StoreError> {

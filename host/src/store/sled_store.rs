@@ -9,8 +9,8 @@ use sled::transaction::{ConflictableTransactionError, TransactionError};
 use std::collections::BTreeMap;
 
 use super::{
-    CounterAdd, CounterRow, SlateRecord, Store, StoreError, SubjectKey, backend, decode,
-    decode_slate, encode_slate,
+    CounterAdd, CounterRow, Reservation, SlateRecord, Store, StoreError, SubjectKey, backend,
+    decode, decode_slate, encode_slate,
 };
 use crate::slate::caps::{CapHistory, Retention};
 use crate::slate::profile::Profile;
@@ -273,12 +273,13 @@ impl Store for SledStore {
     fn try_reserve(
         &self,
         event_id: &str,
+        what: &str,
         subject: &SubjectKey,
         limits: &[(String, Option<u64>, u32)],
         cap_keys: &[String],
         now: u64,
         retention: Retention,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Reservation, StoreError> {
         let result = (&self.events, &self.caps).transaction(|(events, caps)| {
             let read = |key: &str| -> Result<CapHistory, ConflictableTransactionError<StoreError>> {
                 match caps.get(key)? {
@@ -290,20 +291,26 @@ impl Store for SledStore {
                 let history = read(&cap_key(subject, k))?;
                 let seen = history.count_within(*window, now);
                 if seen >= *max as u64 {
-                    return Ok(false);
+                    return Ok(Reservation::Capped);
                 }
             }
-            if events.get(event_id)?.is_some() {
-                return Ok(false);
+            // The time it was recorded (for the sweep), then what it was.
+            if let Some(earlier) = events.get(event_id)? {
+                let what = String::from_utf8_lossy(earlier.get(8..).unwrap_or_default());
+                return Ok(Reservation::Seen {
+                    what: what.into_owned(),
+                });
             }
-            events.insert(event_id.as_bytes(), &now.to_be_bytes())?;
+            let mut value = now.to_be_bytes().to_vec();
+            value.extend_from_slice(what.as_bytes());
+            events.insert(event_id.as_bytes(), value)?;
             for k in cap_keys {
                 let key = cap_key(subject, k);
                 let mut history = read(&key)?;
                 history.record(now, retention);
                 caps.insert(key.as_bytes(), encode(&history))?;
             }
-            Ok(true)
+            Ok(Reservation::Made)
         });
         match result {
             Ok(r) => Ok(r),
@@ -505,11 +512,9 @@ impl Store for SledStore {
         let cutoff = now.saturating_sub(super::EVENT_MEMORY_SECS);
         for entry in self.events.iter() {
             let (key, bytes) = entry.map_err(backend)?;
-            let at = bytes
-                .as_ref()
-                .try_into()
-                .map(u64::from_be_bytes)
-                .unwrap_or(0);
+            let at = (bytes.get(..8))
+                .and_then(|b| b.try_into().ok())
+                .map_or(0, u64::from_be_bytes);
             if at < cutoff && self.events.remove(&key).map_err(backend)?.is_some() {
                 removed += 1;
             }
