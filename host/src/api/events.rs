@@ -27,6 +27,7 @@ use crate::slate::{EventAck, EventRequest};
         (status = 401, description = "No, malformed, unknown or revoked token", body = ErrorBody),
         (status = 403, description = "The token's role may not use this route", body = ErrorBody),
         (status = 404, description = "No such slate (unknown or past its retention); `field` is `slate_id`", body = ErrorBody),
+        (status = 409, description = "The `event_id` was already used in this slate for a different event (`conflict`); nothing was recorded", body = ErrorBody),
         (status = 413, description = "The body is larger than `http.max_body_bytes`", body = ErrorBody),
         (status = 415, description = "The body is not sent as `application/json`", body = ErrorBody),
         (status = 422, description = "A field is missing or invalid, or the slate has no such offer; `field` names it", body = ErrorBody),
