@@ -230,12 +230,15 @@ fn the_whole_ops_story_through_the_cli() {
             .contains("unknown placement \"lobby\"; configured: app-home"),
         "{err}"
     );
-    let (status, entry) = server.post_as(
-        ops,
-        path,
-        &json!({"action": "placements", "placements": ["app-home"]}),
+    let entry = ok(
+        admin_cli(
+            &server,
+            ops,
+            &["plugins", "placements", "acme/versioned", "app-home"],
+        ),
+        "placements",
     );
-    assert_eq!((status, &entry["placements"]), (200, &json!(["app-home"])));
+    assert_eq!(entry["placements"], json!(["app-home"]));
     ok(
         admin_cli(
             &server,
@@ -498,6 +501,21 @@ fn tokens_are_scoped_and_signatures_enforced() {
     };
     let acme = token("acme-eng", "partner", Some("acme"));
     let app = token("app-2", "app", None);
+    // Ops see who has access, never a secret.
+    let listed = ok(admin_cli(&server, ops, &["tokens", "list"]), "tokens");
+    let who: Vec<(&str, &str)> = (listed.as_array().unwrap().iter())
+        .map(|t| (t["name"].as_str().unwrap(), t["role"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        who,
+        [
+            ("acme-eng", "partner"),
+            ("app-2", "app"),
+            ("bootstrap-ops", "ops")
+        ]
+    );
+    let text = listed.to_string();
+    assert!(!text.contains(&acme) && !text.contains(&app) && !text.contains(OPS_TOKEN));
 
     // A partner manages its own plugins only.
     ok(

@@ -17,7 +17,7 @@ use super::{ApiError, ApiJson, ApiPath, ApiQuery, AppState};
 use crate::model::{Bid, Features, RejectedBid, screen_bids};
 use crate::registry::{
     AuditEntry, HealthReport, Partner, PluginEntry, RegistryDoc, RegistryError, Role,
-    RolloutAction, VersionMeta,
+    RolloutAction, TokenMeta, VersionMeta,
 };
 use crate::sandbox::{Cost, LogLine, Outcome};
 
@@ -588,6 +588,32 @@ pub(super) async fn create_token(
     Ok((StatusCode::CREATED, Json(CreatedToken { name, token })))
 }
 
+/// Lists API tokens: who has access, never the secrets (only their hashes are stored).
+///
+/// Roles: ops.
+#[utoipa::path(
+    get,
+    path = "/v1/admin/tokens",
+    operation_id = "list_tokens",
+    tag = "admin",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Every token, by name", body = Vec<TokenMeta>),
+        (status = 401, description = "No, malformed, unknown or revoked token", body = ErrorBody),
+        (status = 403, description = "The token is not ops", body = ErrorBody),
+        (status = 503, description = "The request timed out", body = ErrorBody),
+    ),
+)]
+pub(super) async fn list_tokens(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Vec<TokenMeta>>, ApiError> {
+    caller.require(&[Role::Ops])?;
+    let mut tokens: Vec<TokenMeta> = state.registry().doc().1.tokens.values().cloned().collect();
+    tokens.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(Json(tokens))
+}
+
 /// A revoked token.
 #[derive(Serialize, ToSchema)]
 pub(super) struct Revoked {
@@ -612,7 +638,7 @@ pub(super) struct Revoked {
         (status = 401, description = "No, malformed, unknown or revoked token", body = ErrorBody),
         (status = 403, description = "The token is not ops", body = ErrorBody),
         (status = 404, description = "No token has that name", body = ErrorBody),
-        (status = 409, description = "The registry changed concurrently; retry", body = ErrorBody),
+        (status = 409, description = "It is the last ops token (create another first), or the registry changed concurrently (retry)", body = ErrorBody),
         (status = 500, description = "Internal error", body = ErrorBody),
         (status = 503, description = "The registry store failed, or the request timed out", body = ErrorBody),
     ),

@@ -55,6 +55,7 @@ fn table() -> Vec<Route> {
         route(M::GET,    "/v1/admin/plugins/{partner}/{plugin}/health",  Standard, admin::health),
         route(M::POST,   "/v1/admin/plugins/{partner}/{plugin}/test",    Standard, admin::test),
         route(M::POST,   "/v1/admin/tokens",                             Standard, admin::create_token),
+        route(M::GET,    "/v1/admin/tokens",                             Standard, admin::list_tokens),
         route(M::DELETE, "/v1/admin/tokens/{name}",                      Standard, admin::revoke_token),
         route(M::GET,    "/v1/admin/audit",                              Standard, admin::audit),
         route(M::GET,    "/v1/admin/reports/offers",                     Standard, reports::offers),

@@ -34,6 +34,7 @@ use super::{admin, events, health, profiles, reports, slates};
         admin::health,
         admin::test,
         admin::create_token,
+        admin::list_tokens,
         admin::revoke_token,
         admin::audit,
         reports::offers,

@@ -133,6 +133,13 @@ pub enum PluginsCommand {
         /// `partner/plugin`.
         plugin: String,
     },
+    /// The placements the plugin bids in (none given: every placement).
+    Placements {
+        /// `partner/plugin`.
+        plugin: String,
+        /// Placement ids, as configured.
+        placements: Vec<String>,
+    },
     /// Outcome counters and quarantine state.
     Health {
         /// `partner/plugin`.
@@ -257,7 +264,9 @@ pub enum TokensCommand {
         #[arg(long)]
         partner: Option<String>,
     },
-    /// Revoke a token by name.
+    /// List tokens: name, role, partner, creation time (never the secrets).
+    List,
+    /// Revoke a token by name (not the last ops token).
     Revoke {
         /// Token name.
         name: String,
@@ -524,6 +533,11 @@ pub(super) fn plugins(conn: &Connection, cmd: PluginsCommand) -> anyhow::Result<
         PluginsCommand::Reinstate { plugin } => {
             rollout(&c, &plugin, json!({"action": "reinstate"}))?
         }
+        PluginsCommand::Placements { plugin, placements } => rollout(
+            &c,
+            &plugin,
+            json!({"action": "placements", "placements": placements}),
+        )?,
         PluginsCommand::Health { plugin } => c.get(&format!("{}/health", plugin_path(&plugin)?))?,
         PluginsCommand::Readout { plugin, json } => {
             let v = c.get(&format!("{}/readout", plugin_path(&plugin)?))?;
@@ -582,6 +596,7 @@ pub(super) fn tokens(conn: &Connection, cmd: TokensCommand) -> anyhow::Result<()
             "/v1/admin/tokens",
             &json!({"name": name, "role": role, "partner": partner}),
         )?,
+        TokensCommand::List => c.get("/v1/admin/tokens")?,
         TokensCommand::Revoke { name } => c.delete(&format!("/v1/admin/tokens/{name}"))?,
     };
     print(&out)?;
