@@ -100,10 +100,13 @@ fn the_whole_ops_story_through_the_cli() {
     let app = app_token(&server, "app-1");
 
     // Upload v1: the first version becomes active and serves at once.
-    let meta = ok(
-        admin_cli(&server, ops, &["plugins", "upload", "acme", v1]),
-        "upload v1",
+    let run = admin_cli(&server, ops, &["plugins", "upload", "acme", v1]);
+    assert!(
+        run.stderr.contains("acme/versioned 1.0.0 is active"),
+        "{}",
+        run.stderr
     );
+    let meta = ok(run, "upload v1");
     assert_eq!(meta["version"], "1.0.0");
     assert_eq!(meta["digest"].as_str().unwrap().len(), 64);
     assert_eq!(
@@ -111,11 +114,15 @@ fn the_whole_ops_story_through_the_cli() {
         Some(("v1-offer".into(), "1.0.0".into()))
     );
 
-    // Upload v2: staged, nothing changes for customers.
-    ok(
-        admin_cli(&server, ops, &["plugins", "upload", "acme", v2]),
-        "upload v2",
+    // Upload v2: staged, nothing changes for customers, and the CLI says so.
+    let run = admin_cli(&server, ops, &["plugins", "upload", "acme", v2]);
+    assert!(
+        run.stderr
+            .contains("acme/versioned 2.0.0 is staged; 1.0.0 is active"),
+        "{}",
+        run.stderr
     );
+    ok(run, "upload v2");
     assert_eq!(acme_offer(&server, &app, "s-1").unwrap().1, "1.0.0");
 
     // Canary 10 %: about a tenth of subjects get v2, each always the same version.

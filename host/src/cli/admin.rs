@@ -465,6 +465,22 @@ pub(super) fn partners(conn: &Connection, cmd: PartnersCommand) -> anyhow::Resul
     Ok(())
 }
 
+/// What an upload left serving, for a person reading the output: whether the version is
+/// active, or staged behind another (and how to serve it). `None` if the plugin cannot
+/// be read back.
+fn upload_state(c: &Client, partner: &str, meta: &Value) -> Option<String> {
+    let (name, version) = (meta["info"]["name"].as_str()?, meta["version"].as_str()?);
+    let key = format!("{partner}/{name}");
+    let entry = c.get(&plugin_path(&key).ok()?).ok()?;
+    Some(match entry["active"].as_str() {
+        Some(active) if active == version => format!("{key} {version} is active"),
+        Some(active) => format!(
+            "{key} {version} is staged; {active} is active (serve it with `offerhost plugins canary {key} {version} --percent N` or `promote`)"
+        ),
+        None => format!("{key} {version} is staged; no version is active"),
+    })
+}
+
 /// The stored partner `id`, if there is one.
 fn find_partner(c: &Client, id: &str) -> anyhow::Result<Option<Value>> {
     let partners = c.get("/v1/admin/partners")?;
@@ -502,11 +518,15 @@ pub(super) fn plugins(conn: &Connection, cmd: PluginsCommand) -> anyhow::Result<
             if let Some(sig) = &signature {
                 headers.push((SIGNATURE_HEADER, sig));
             }
-            c.post_bytes(
+            let meta = c.post_bytes(
                 &format!("/v1/admin/partners/{partner}/plugins"),
                 &bytes,
                 &headers,
-            )?
+            )?;
+            if let Some(state) = upload_state(&c, &partner, &meta) {
+                eprintln!("{state}");
+            }
+            meta
         }
         PluginsCommand::List => c.get("/v1/admin/plugins")?,
         PluginsCommand::Show { plugin } => c.get(&plugin_path(&plugin)?)?,
