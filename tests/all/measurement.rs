@@ -379,6 +379,14 @@ async fn bad_report_queries_say_what_is_wrong() {
         assert_eq!(body["error"]["code"], "invalid-query", "{query}: {body}");
         assert!(body.to_string().contains(needle), "{query}: {body}");
     }
+    let (status, body) = host
+        .call("GET", "/v1/admin/reports/offers?partner=nosuch", None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert!(
+        body.to_string().contains("no partner \\\"nosuch\\\""),
+        "{body}"
+    );
     let (status, body) = host.call("GET", "/v1/admin/audit?limit=lots", None).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert_eq!(body["error"]["code"], "invalid-query", "{body}");

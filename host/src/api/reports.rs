@@ -95,6 +95,7 @@ fn bad(message: String) -> ApiError {
         (status = 400, description = "A query parameter is invalid", body = ErrorBody),
         (status = 401, description = "No, malformed, unknown or revoked token", body = ErrorBody),
         (status = 403, description = "An app token, or a partner naming another partner", body = ErrorBody),
+        (status = 404, description = "`partner` names no registered partner", body = ErrorBody),
         (status = 503, description = "The store failed, or the request timed out", body = ErrorBody),
     ),
 )]
@@ -116,6 +117,13 @@ pub(super) async fn offers(
             ));
         }
         (Role::Partner, _) => actor.partner.clone(),
+        (_, Some(p)) if !state.registry().doc().1.partners.contains_key(p) => {
+            return Err(ApiError::client(
+                StatusCode::NOT_FOUND,
+                "not-found",
+                format!("no partner {p:?}: an empty report would look like one with no offers"),
+            ));
+        }
         (_, p) => p.clone(),
     };
     let protected = actor.role == Role::Partner;
