@@ -640,7 +640,16 @@ fn tokens_are_scoped_and_signatures_enforced() {
         "key",
     );
     // Updating a partner changes only what is given: the signing key, the allow list
-    // and the segments stay.
+    // and the segments stay; '' clears a list.
+    let lists = ["--allow", "tier,rfm", "--segments", "frequent-flyer"];
+    ok(
+        admin_cli(
+            &server,
+            ops,
+            &[&["partners", "add", "acme"][..], &lists].concat(),
+        ),
+        "lists",
+    );
     let updated = ok(
         admin_cli(&server, ops, &["partners", "add", "acme", "--weight", "2"]),
         "update",
@@ -649,6 +658,18 @@ fn tokens_are_scoped_and_signatures_enforced() {
     assert_eq!(
         updated["public_key"],
         hex::encode(key.verifying_key().to_bytes())
+    );
+    assert_eq!(
+        (&updated["allow"], &updated["segments"]),
+        (&json!(["tier", "rfm"]), &json!(["frequent-flyer"]))
+    );
+    let cleared = ok(
+        admin_cli(&server, ops, &["partners", "add", "acme", "--segments", ""]),
+        "clear segments",
+    );
+    assert_eq!(
+        (&cleared["allow"], &cleared["segments"]),
+        (&json!(["tier", "rfm"]), &json!([]))
     );
     let run = admin_cli(
         &server,
@@ -839,4 +860,37 @@ fn a_bad_profile_line_is_named_by_its_line_in_the_file_and_nothing_is_loaded() {
     );
     assert_eq!(loaded["loaded"], 2);
     assert!(slate("s1").get("suppressed").is_none(), "{}", slate("s1"));
+}
+
+#[test]
+fn a_version_made_active_stops_being_the_shadow() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path());
+    let ops = Some(OPS_TOKEN);
+    let cli = |args: &[&str], what: &str| ok(admin_cli(&server, ops, args), what);
+    cli(&["partners", "add", "acme", "--allow", "tier"], "partner");
+    for v in [artifacts::VERSIONED_V1.path, artifacts::VERSIONED_V2.path] {
+        cli(&["plugins", "upload", "acme", v], "upload");
+    }
+    cli(
+        &["plugins", "shadow", "acme/versioned", "2.0.0"],
+        "shadow v2",
+    );
+    let promoted = cli(
+        &["plugins", "promote", "acme/versioned", "2.0.0"],
+        "promote",
+    );
+    assert_eq!(
+        (&promoted["active"], &promoted["shadow"]),
+        (&json!("2.0.0"), &Value::Null)
+    );
+    cli(
+        &["plugins", "shadow", "acme/versioned", "1.0.0"],
+        "shadow v1",
+    );
+    let rolled = cli(&["plugins", "rollback", "acme/versioned"], "rollback");
+    assert_eq!(
+        (&rolled["active"], &rolled["shadow"]),
+        (&json!("1.0.0"), &Value::Null)
+    );
 }

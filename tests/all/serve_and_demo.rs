@@ -21,12 +21,7 @@ fn the_demo_serves_ranked_slates_and_caps_move_offers() {
         data.path().to_str().unwrap(),
     ]);
     // The demo prints its tokens; the app token is what a banking app would use.
-    demo.token = demo
-        .banner
-        .lines()
-        .find_map(|l| l.trim_start_matches('#').trim().strip_prefix("demo-app"))
-        .map(|t| t.trim().to_string())
-        .expect("the demo prints an app token");
+    demo.token = demo_app_token(&demo.banner);
     assert!(demo.banner.contains("curl -s"), "{}", demo.banner);
     assert!(
         demo.banner.contains("slates/traveller.json"),
@@ -79,6 +74,32 @@ fn the_demo_serves_ranked_slates_and_caps_move_offers() {
     let (status, s) = demo.post("/v1/slates", &stored);
     assert_eq!(status, 200);
     assert_eq!(offers_of(&s).len(), 2, "{s}");
+
+    // Started again on its data, the demo serves with new tokens; the old ones stop
+    // working.
+    let old = demo.token.clone();
+    assert!(demo.stop().success());
+    let mut again = ServerProcess::start(&[
+        "demo",
+        "--listen",
+        "127.0.0.1:0",
+        "--data",
+        data.path().to_str().unwrap(),
+    ]);
+    again.token = demo_app_token(&again.banner);
+    assert_ne!(again.token, old);
+    let (status, s) = again.post("/v1/slates", &stored);
+    assert_eq!((status, offers_of(&s).len()), (200, 2), "{s}");
+    assert_eq!(again.post_as(Some(&old), "/v1/slates", &stored).0, 401);
+}
+
+/// The app token a demo printed.
+fn demo_app_token(banner: &str) -> String {
+    banner
+        .lines()
+        .find_map(|l| l.trim_start_matches('#').trim().strip_prefix("demo-app"))
+        .map(|t| t.trim().to_string())
+        .expect("the demo prints an app token")
 }
 
 #[test]

@@ -311,9 +311,12 @@ fn field_and_message(path: &str, message: &str) -> (String, String) {
         }
     }
     // serde names the host's type: "invalid type: string \"x\", expected struct
-    // Profile", or for an array "invalid length 0, expected struct SlateRequest with 5
-    // elements".
-    let message = match message.find("expected struct ") {
+    // Profile" (or "internally tagged enum RolloutAction"), or for an array "invalid
+    // length 0, expected struct SlateRequest with 5 elements".
+    let named = ["expected struct ", "expected internally tagged enum "]
+        .iter()
+        .find_map(|t| message.find(t));
+    let message = match named {
         Some(_) if message.starts_with("invalid length") => {
             "expected a JSON object, not an array".to_string()
         }
@@ -328,5 +331,51 @@ fn strip_position(message: &str) -> String {
     match message.rfind(" at line ") {
         Some(i) => message[..i].to_string(),
         None => message.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{JsonError, decode_json};
+    use crate::registry::{Partner, RolloutAction};
+    use crate::slate::{EventRequest, SlateRequest};
+
+    /// No answer to a body of the wrong shape names one of the host's Rust types.
+    #[test]
+    fn errors_never_name_the_hosts_types() {
+        let bodies = [
+            r#""x""#,
+            "[]",
+            "[1, 2]",
+            "7",
+            "null",
+            r#"{"action": 5}"#,
+            r#"{"action": "canary", "version": []}"#,
+            r#"{"placement": {}, "subject": "s"}"#,
+            r#"{"placement": "p", "subject": "s", "profile": []}"#,
+            r#"{"placement": "p", "subject": "s", "profile": {"tier": 1}}"#,
+            r#"{"event_id": "e", "type": 5, "slate_id": "s", "partner": "p", "offer_id": "o"}"#,
+            r#"{"id": "p", "weight": 1, "allow": "tier"}"#,
+        ];
+        let mut messages = Vec::new();
+        for body in bodies {
+            let b = body.as_bytes();
+            for e in [
+                decode_json::<SlateRequest>(b).err(),
+                decode_json::<EventRequest>(b).err(),
+                decode_json::<RolloutAction>(b).err(),
+                decode_json::<Partner>(b).err(),
+            ]
+            .into_iter()
+            .flatten()
+            {
+                let JsonError { field, message } = e;
+                messages.push(format!("{body} -> {field:?}: {message}"));
+            }
+        }
+        let leaks: Vec<&String> = (messages.iter())
+            .filter(|m| m.contains("struct ") || m.contains("enum "))
+            .collect();
+        assert!(leaks.is_empty(), "{leaks:#?}");
     }
 }

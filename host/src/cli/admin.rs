@@ -38,10 +38,12 @@ pub enum PartnersCommand {
         #[arg(long)]
         weight: Option<f64>,
         /// Feature fields its plugins may see (comma-separated: tier,lifecycle,rfm,
-        /// affinities,cobrand_holder,region,context,segments) [new partner: none].
+        /// affinities,cobrand_holder,region,context,segments; '' for none) [new partner:
+        /// none].
         #[arg(long, value_delimiter = ',')]
         allow: Option<Vec<String>>,
-        /// Segment labels its plugins may see (comma-separated) [new partner: none].
+        /// Segment labels its plugins may see (comma-separated; '' for none) [new
+        /// partner: none].
         #[arg(long, value_delimiter = ',')]
         segments: Option<Vec<String>>,
         /// Ed25519 public key (hex) that must sign its uploads.
@@ -448,11 +450,15 @@ pub(super) fn partners(conn: &Connection, cmd: PartnersCommand) -> anyhow::Resul
                 }
                 p["weight"] = json!(weight);
             }
+            // `--allow ''` clears the list.
+            let listed = |v: Vec<String>| -> Vec<String> {
+                v.into_iter().filter(|s| !s.trim().is_empty()).collect()
+            };
             if let Some(allow) = allow {
-                p["allow"] = json!(allow);
+                p["allow"] = json!(listed(allow));
             }
             if let Some(segments) = segments {
-                p["segments"] = json!(segments);
+                p["segments"] = json!(listed(segments));
             }
             if let Some(key) = public_key {
                 p["public_key"] = json!(key);
@@ -472,13 +478,22 @@ fn upload_state(c: &Client, partner: &str, meta: &Value) -> Option<String> {
     let (name, version) = (meta["info"]["name"].as_str()?, meta["version"].as_str()?);
     let key = format!("{partner}/{name}");
     let entry = c.get(&plugin_path(&key).ok()?).ok()?;
-    Some(match entry["active"].as_str() {
+    let mut state = match entry["active"].as_str() {
         Some(active) if active == version => format!("{key} {version} is active"),
         Some(active) => format!(
-            "{key} {version} is staged; {active} is active (serve it with `offerhost plugins canary {key} {version} --percent N` or `promote`)"
+            "{key} {version} is staged; {active} is active (ops serve it with `offerhost plugins canary {key} {version} --percent N` or `promote`)"
         ),
         None => format!("{key} {version} is staged; no version is active"),
-    })
+    };
+    if entry["disabled"] == true {
+        state.push_str("; the plugin is disabled, so no version serves");
+    }
+    if let Some(why) = entry["quarantined"].as_str() {
+        state.push_str(&format!(
+            "; the plugin is quarantined ({why}), so no version serves"
+        ));
+    }
+    Some(state)
 }
 
 /// The stored partner `id`, if there is one.

@@ -100,13 +100,14 @@ pub fn run(cli: Cli) -> ExitCode {
     }
 }
 
-/// Writes `text` to stdout. A reader that has gone away (`| head`) ends the command
-/// quietly, as it ends the other tools of a pipeline; any other failure is an error.
+/// Writes `text` to stdout. Output a reader has stopped reading (`| head`) is dropped
+/// quietly, as the other tools of a pipeline do, and the command goes on to its own exit
+/// status; any other failure is an error.
 fn write_out(text: &str) -> anyhow::Result<()> {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
     match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         result => Ok(result?),
     }
 }

@@ -86,6 +86,16 @@ impl RolloutAction {
     }
 }
 
+/// A plugin setting's key and value are within bounds.
+fn check_setting(key: &str, value: &str) -> Result<(), RegistryError> {
+    if key.is_empty() || key.len() > 64 || value.len() > 4096 {
+        return Err(RegistryError::Invalid(format!(
+            "config key {key:?} must be 1..=64 bytes and its value at most 4096"
+        )));
+    }
+    Ok(())
+}
+
 fn has_version(entry: &PluginEntry, v: &str) -> Result<(), RegistryError> {
     if entry.versions.contains_key(v) {
         Ok(())
@@ -167,6 +177,10 @@ impl Registry {
                     if let Some(old) = entry.active.replace(version.clone()) {
                         entry.history.push(old);
                     }
+                    // A version is never its own shadow.
+                    if entry.shadow.as_deref() == Some(version.as_str()) {
+                        entry.shadow = None;
+                    }
                     if entry.canary.as_ref().is_some_and(|c| c.version == version) {
                         entry.canary = None;
                     }
@@ -177,6 +191,9 @@ impl Registry {
                             "{key} has no earlier active version to roll back to"
                         ))
                     })?;
+                    if entry.shadow.as_ref() == Some(&previous) {
+                        entry.shadow = None;
+                    }
                     entry.active = Some(previous);
                     entry.canary = None;
                 }
@@ -206,11 +223,7 @@ impl Registry {
                         entry.config.remove(k);
                     }
                     for (k, v) in set {
-                        if k.is_empty() || k.len() > 64 || v.len() > 4096 {
-                            return Err(RegistryError::Invalid(format!(
-                                "config key {k:?} must be 1..=64 bytes and its value at most 4096"
-                            )));
-                        }
+                        check_setting(k, v)?;
                         entry.config.insert(k.clone(), v.clone());
                     }
                 }
@@ -255,6 +268,12 @@ impl Registry {
         set: &BTreeMap<String, String>,
         unset: &[String],
     ) -> Result<(), RegistryError> {
+        for (k, v) in set {
+            check_setting(k, v)?;
+        }
+        // The newest registry, as the commit will see it (another replica may have
+        // started a canary since this one last looked).
+        self.reload()?;
         let doc = self.doc();
         let Some(entry) = doc.1.plugins.get(key) else {
             // The commit says so.
@@ -375,6 +394,21 @@ impl Registry {
         Ok(secret)
     }
 
+    /// Creates token `name` with a fresh secret, replacing the token of that name if there
+    /// is one (its secret stops working) in the same commit, so that even the only ops
+    /// token can be renewed. Returns the new secret.
+    pub fn renew_token(
+        &self,
+        actor: &Actor,
+        name: &str,
+        role: Role,
+        partner: Option<&str>,
+    ) -> Result<String, RegistryError> {
+        let secret = new_token_secret()?;
+        self.put_token(actor, name, role, partner, &secret, true)?;
+        Ok(secret)
+    }
+
     /// Registers a token with a given secret (bootstrap, tests).
     pub fn add_token(
         &self,
@@ -383,6 +417,19 @@ impl Registry {
         role: Role,
         partner: Option<&str>,
         secret: &str,
+    ) -> Result<(), RegistryError> {
+        self.put_token(actor, name, role, partner, secret, false)
+    }
+
+    /// [`Registry::add_token`], replacing a token of the same name when `replace`.
+    fn put_token(
+        &self,
+        actor: &Actor,
+        name: &str,
+        role: Role,
+        partner: Option<&str>,
+        secret: &str,
+        replace: bool,
     ) -> Result<(), RegistryError> {
         actor.require_ops("manage tokens")?;
         if !is_slug(name, 64) {
@@ -415,11 +462,19 @@ impl Registry {
             {
                 return Err(RegistryError::NotFound(format!("no partner {p:?}")));
             }
-            if doc.tokens.values().any(|t| t.name == name) {
-                return Err(RegistryError::Conflict(format!(
-                    "a token named {name:?} exists; revoke it first"
-                )));
-            }
+            let before = (doc.tokens.iter()).find(|(_, t)| t.name == name);
+            let before = match before {
+                Some(_) if !replace => {
+                    return Err(RegistryError::Conflict(format!(
+                        "a token named {name:?} exists; revoke it first"
+                    )));
+                }
+                Some((hash, _)) => {
+                    let hash = hash.clone();
+                    doc.tokens.remove(&hash)
+                }
+                None => None,
+            };
             let meta = TokenMeta {
                 name: name.to_string(),
                 role,
@@ -429,7 +484,7 @@ impl Registry {
             doc.tokens.insert(token_hash(secret), meta.clone());
             Ok(Some(AuditParts {
                 target: format!("token:{name}"),
-                before: serde_json::Value::Null,
+                before: serde_json::to_value(&before).unwrap_or_default(),
                 after: serde_json::to_value(&meta).unwrap_or_default(),
                 digest: None,
             }))
@@ -449,7 +504,7 @@ impl Registry {
                 .ok_or_else(|| RegistryError::NotFound(format!("no token named {name:?}")))?;
             let ops_tokens = doc.tokens.values().filter(|t| t.role == Role::Ops).count();
             if doc.tokens[&hash].role == Role::Ops && ops_tokens == 1 {
-                return Err(RegistryError::Conflict(format!(
+                return Err(RegistryError::Invalid(format!(
                     "{name:?} is the last ops token: create another ops token first, or nobody \
                      could manage partners, plugins or tokens any more"
                 )));
