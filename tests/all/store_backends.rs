@@ -163,6 +163,44 @@ fn events_count_once_and_histories_follow_windows() {
     }
 }
 
+/// An event id recorded by an earlier version (Redis: a marker holding the time alone)
+/// is still seen, as nothing in particular, so it stays a duplicate.
+#[test]
+fn event_ids_recorded_by_earlier_versions_stay_duplicates_on_redis() {
+    let prefix = unique_prefix("old-events");
+    let store = RedisStore::open(&redis_url(), &prefix).unwrap();
+    let s = subject("erin");
+    let mut redis = redis::Client::open(redis_url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let key = format!("{prefix}event:{{{}}}|old", s.0);
+    let () = redis::cmd("SET")
+        .arg(&key)
+        .arg("1000")
+        .query(&mut redis)
+        .unwrap();
+    assert_eq!(
+        store
+            .record_event("old", "click p/o", &s, &[], 2_000, RETAIN)
+            .unwrap(),
+        seen("")
+    );
+    // And a new one is stored with what it is.
+    assert_eq!(
+        store
+            .record_event("new", "click p/o", &s, &[], 2_000, RETAIN)
+            .unwrap(),
+        Reservation::Made
+    );
+    assert_eq!(
+        store
+            .record_event("new", "ev", &s, &[], 2_001, RETAIN)
+            .unwrap(),
+        seen("click p/o")
+    );
+}
+
 #[test]
 fn concurrent_increments_are_exact() {
     for (name, store, _dir) in backends("concurrent") {

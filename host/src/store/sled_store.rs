@@ -788,4 +788,28 @@ mod tests {
             other => panic!("expected a corrupt-window error, got {other:?}"),
         }
     }
+
+    /// An event id recorded by an earlier version (its time alone) is still seen, as
+    /// nothing in particular, so it stays a duplicate; and it is swept by its time.
+    #[test]
+    fn event_ids_recorded_by_earlier_versions_are_read_and_swept() {
+        let (_dir, store) = open();
+        store.events.insert("old", &1_000u64.to_be_bytes()).unwrap();
+        let subject = SubjectKey("5f2c0a9e".into());
+        let retain = Retention {
+            seconds: 3600,
+            count: 10,
+        };
+        let again = store.record_event("old", "click p/o", &subject, &[], 2_000, retain);
+        assert_eq!(
+            again.unwrap(),
+            Reservation::Seen {
+                what: String::new()
+            }
+        );
+        let now = 1_000 + crate::store::EVENT_MEMORY_SECS + 1;
+        assert_eq!(store.sweep(now).unwrap(), 1);
+        let after = store.record_event("old", "click p/o", &subject, &[], now, retain);
+        assert_eq!(after.unwrap(), Reservation::Made);
+    }
 }
