@@ -362,14 +362,8 @@ pub(super) async fn rollout(
 ) -> Result<Json<PluginEntry>, ApiError> {
     let actor = caller.require(&[Role::Ops])?.clone();
     if let RolloutAction::Placements { placements } = &action {
-        let config = &state.config;
-        if let Some(unknown) = placements.iter().find(|p| config.placement(p).is_none()) {
-            let known: Vec<&str> = config.placements.iter().map(|p| p.id.as_str()).collect();
-            return Err(RegistryError::Invalid(format!(
-                "unknown placement {unknown:?}; configured: {}",
-                known.join(", ")
-            ))
-            .into());
+        for p in placements {
+            state.placement(p)?;
         }
     }
     let registry = state.registry().clone();

@@ -301,7 +301,8 @@ impl SlateService {
         SubjectKey::new(&self.config.subject_salt, subject)
     }
 
-    fn placement(&self, id: &str) -> Result<&PlacementConfig, SlateError> {
+    /// Placement `id`, or an error naming the configured ones.
+    pub(crate) fn placement(&self, id: &str) -> Result<&PlacementConfig, SlateError> {
         self.config.placement(id).ok_or_else(|| {
             let known: Vec<&str> = self
                 .config
@@ -612,7 +613,9 @@ impl SlateService {
         let picked = rank::rank(&mut runs, placement, slots, explain, cap_check, reserve);
 
         let tier = derived.tier.map_or(UNKNOWN, crate::model::Tier::name);
-        let stage = (derived.lifecycle).map_or(UNKNOWN, crate::model::LifecycleStage::name);
+        let stage = derived
+            .lifecycle
+            .map_or(UNKNOWN, crate::model::LifecycleStage::name);
         let record = SlateRecordRef {
             slate_id: &slate_id,
             subject: &subject,
@@ -854,7 +857,7 @@ impl SlateService {
         // What the event is: sent again, it is a retry; with the same id but anything
         // else, an id reused by mistake, which would lose this event if taken for a retry.
         let what = format!("{} {}/{}", ev.event_type.name(), ev.partner, ev.offer_id);
-        let recorded = match (self.store).record_event(
+        let recorded = match self.store.record_event(
             &event_key,
             &what,
             &record.subject,
