@@ -13,15 +13,8 @@ fn impression(slate: &Value, offer: &Value, id: &str) -> Value {
 #[test]
 fn the_demo_serves_ranked_slates_and_caps_move_offers() {
     let data = tempfile::tempdir().unwrap();
-    let mut demo = ServerProcess::start(&[
-        "demo",
-        "--listen",
-        "127.0.0.1:0",
-        "--data",
-        data.path().to_str().unwrap(),
-    ]);
     // The demo prints its tokens; the app token is what a banking app would use.
-    demo.token = demo_app_token(&demo.banner);
+    let demo = start_demo(data.path());
     assert!(demo.banner.contains("curl -s"), "{}", demo.banner);
     assert!(
         demo.banner.contains("slates/traveller.json"),
@@ -79,18 +72,24 @@ fn the_demo_serves_ranked_slates_and_caps_move_offers() {
     // working.
     let old = demo.token.clone();
     assert!(demo.stop().success());
-    let mut again = ServerProcess::start(&[
-        "demo",
-        "--listen",
-        "127.0.0.1:0",
-        "--data",
-        data.path().to_str().unwrap(),
-    ]);
-    again.token = demo_app_token(&again.banner);
+    let again = start_demo(data.path());
     assert_ne!(again.token, old);
     let (status, s) = again.post("/v1/slates", &stored);
     assert_eq!((status, offers_of(&s).len()), (200, 2), "{s}");
     assert_eq!(again.post_as(Some(&old), "/v1/slates", &stored).0, 401);
+}
+
+/// `offerhost demo` on a free port, keeping its data in `data`; its token the app's.
+fn start_demo(data: &std::path::Path) -> ServerProcess {
+    let mut demo = ServerProcess::start(&[
+        "demo",
+        "--listen",
+        "127.0.0.1:0",
+        "--data",
+        data.to_str().unwrap(),
+    ]);
+    demo.token = demo_app_token(&demo.banner);
+    demo
 }
 
 /// The app token a demo printed.
