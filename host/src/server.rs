@@ -82,7 +82,10 @@ fn sweep_store(state: &AppState) {
             let now = state.clock.unix();
             match state.io(move |s| s.sweep(now)).await {
                 Ok(0) => {}
-                Ok(n) => tracing::info!(removed = n, "swept expired slates and event ids"),
+                Ok(n) => tracing::info!(
+                    removed = n,
+                    "swept expired slates, event ids and report rows"
+                ),
                 Err(e) => tracing::warn!(error = %e, "store sweep failed"),
             }
         }

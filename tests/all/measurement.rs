@@ -161,6 +161,49 @@ async fn aggregates_match_a_known_event_stream_and_survive_restart() {
     assert_eq!(by_partner_offer(&again), want);
 }
 
+/// A day's aggregates (counts and the hashed subjects behind distinct counts) are
+/// deleted `reports.retention_days` after the day ends, and a report reaching further
+/// back is refused rather than shown empty.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aggregates_are_deleted_after_the_retention_and_not_reported() {
+    use offerhost::clock::Clock;
+    let dir = tempfile::tempdir().unwrap();
+    // `config` ends inside `[reports]`.
+    let host = host_on(&format!("{}retention_days = 2\n", config(3)), dir.path());
+    let want = known_traffic(&host).await;
+    let (_, report) = host.call("GET", OPS_REPORT, None).await;
+    assert_eq!(by_partner_offer(&report), want);
+    let store = host.state.store().clone();
+    let day = "agg|2026-06-05";
+
+    // Two days after 2026-06-05 (10:00 local, 2026-06-07) it is still kept.
+    host.clock.advance(2 * 86_400);
+    store.sweep(host.clock.unix()).unwrap();
+    let (status, report) = host.call("GET", OPS_REPORT, None).await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    assert_eq!(by_partner_offer(&report), want);
+
+    // A day later it is past: the sweep deletes its rows and members...
+    host.clock.advance(86_400);
+    let rows = store.counters(day, false).unwrap().len() as u64;
+    assert!(rows >= 2, "rows before the sweep: {rows}");
+    assert!(store.sweep(host.clock.unix()).unwrap() >= rows);
+    assert_eq!(store.counters(day, true).unwrap(), vec![], "swept");
+    // ...and a report naming it says why it cannot answer.
+    let (status, body) = host.call("GET", OPS_REPORT, None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("to (2026-06-05) is before 2026-06-06")
+            && message.contains("kept for 2 days (reports.retention_days)"),
+        "{message}"
+    );
+    // The default range starts at the oldest day kept.
+    let (status, body) = host.call("GET", "/v1/admin/reports/offers", None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["from"], "2026-06-06", "{body}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_move_as_expected_after_known_traffic() {
     let dir = tempfile::tempdir().unwrap();

@@ -237,6 +237,13 @@ fn start_up_mistakes_are_named_before_anything_is_created() {
         "{stderr}"
     );
 
+    let (code, stderr) = run(&serve, &[("OFFERHOST__REPORTS__RETENTION_DAYS", "0")]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("reports.retention_days must be within 1..=36500, got 0"),
+        "{stderr}"
+    );
+
     let missing = dir.path().join("missing.toml");
     let (code, stderr) = run(&["serve", "--config", missing.to_str().unwrap()], &[]);
     assert_eq!(code, Some(1), "{stderr}");

@@ -442,6 +442,7 @@ fn counters_add_atomically_and_count_distinct_members() {
             row: row.into(),
             fields: vec![("served".into(), n), ("clicks".into(), 1)],
             members: vec![member.into()],
+            expires_at: None,
         };
         // Eight writers add to the same two rows at once, as replicas would.
         std::thread::scope(|scope| {
@@ -464,6 +465,7 @@ fn counters_add_atomically_and_count_distinct_members() {
             row: "a|x".into(),
             fields: vec![("served".into(), n)],
             members: vec![],
+            expires_at: None,
         };
         let days: Vec<CounterAdd> = (7..=20)
             .map(|d| other_bucket(&format!("agg|2026-06-{d:02}"), d))
@@ -497,6 +499,62 @@ fn counters_add_atomically_and_count_distinct_members() {
         assert_eq!(other[0].fields["served"], 5, "{name}");
         assert!(
             store.counters("agg|1999-01-01", true).unwrap().is_empty(),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn counter_buckets_expire_whole() {
+    use offerhost::store::CounterAdd;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let add = |bucket: &str, expires_at: Option<u64>, members: &[&str]| CounterAdd {
+        bucket: bucket.into(),
+        row: "a|x".into(),
+        fields: vec![("served".into(), 3)],
+        members: members.iter().map(|m| m.to_string()).collect(),
+        expires_at,
+    };
+    for (name, store, _dir) in backends("expiry") {
+        store
+            .add_counters(&[
+                add("agg|2001-01-01", Some(now - 1), &["s1", "s2"]),
+                add("agg|2001-01-02", Some(now + 3600), &["s1"]),
+                add("agg|2001-01-03", None, &["s3"]),
+            ])
+            .unwrap();
+        // Redis drops the first at once (its time is past); sled at the sweep.
+        let removed = store.sweep(now).unwrap();
+        if name == "sled" {
+            assert_eq!(removed, 1, "{name}: one row of one bucket");
+        }
+        assert_eq!(
+            store.counters("agg|2001-01-01", true).unwrap(),
+            vec![],
+            "{name}"
+        );
+        for (bucket, members) in [("agg|2001-01-02", ["s1"]), ("agg|2001-01-03", ["s3"])] {
+            let rows = store.counters(bucket, true).unwrap();
+            assert_eq!(rows.len(), 1, "{name}: {bucket}");
+            assert_eq!(rows[0].fields["served"], 3, "{name}: {bucket}");
+            assert_eq!(rows[0].members, members, "{name}: {bucket}");
+        }
+        // Its members went with it: the row written again starts from nothing.
+        store
+            .add_counters(&[add("agg|2001-01-01", None, &[])])
+            .unwrap();
+        let rows = store.counters("agg|2001-01-01", true).unwrap();
+        assert_eq!(rows.len(), 1, "{name}");
+        assert_eq!(rows[0].fields["served"], 3, "{name}");
+        assert!(rows[0].members.is_empty(), "{name}: {:?}", rows[0].members);
+        // A sweep before a bucket's time keeps it.
+        store.sweep(now + 60).unwrap();
+        assert_eq!(
+            store.counters("agg|2001-01-02", false).unwrap().len(),
+            1,
             "{name}"
         );
     }

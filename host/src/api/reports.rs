@@ -13,7 +13,7 @@ use super::{ApiError, ApiPath, ApiQuery, AppState};
 use crate::registry::Role;
 use crate::report::offers::{self, DayRows, Dim, Report};
 use crate::report::readout::{self, Readout, Versions};
-use crate::report::{agg_bucket, arm_bucket};
+use crate::report::{DAY_FORMAT, agg_bucket, arm_bucket};
 use crate::store::StoreError;
 
 /// Service metrics.
@@ -58,11 +58,8 @@ pub(super) struct OffersQuery {
     by: Option<String>,
 }
 
-const DAY: &[time::format_description::BorrowedFormatItem<'static>] =
-    time::macros::format_description!("[year]-[month]-[day]");
-
 fn day_param(name: &'static str, value: &str) -> Result<time::Date, ApiError> {
-    time::Date::parse(value, DAY).map_err(|_| {
+    time::Date::parse(value, DAY_FORMAT).map_err(|_| {
         ApiError::client(
             StatusCode::BAD_REQUEST,
             "invalid-query",
@@ -129,13 +126,25 @@ pub(super) async fn offers(
     let protected = actor.role == Role::Partner;
     let config = &state.config.reports;
     let today = state.local_time(state.clock.now());
+    // The oldest day whose aggregates the store still keeps.
+    let oldest = today.date() - time::Duration::days(config.retention_days.into());
+    let kept = |name: &str, day: time::Date| {
+        if day < oldest {
+            return Err(bad(format!(
+                "{name} ({day}) is before {oldest}: aggregates are kept for {} days \
+                 (reports.retention_days)",
+                config.retention_days
+            )));
+        }
+        Ok(day)
+    };
     let to = match &q.to {
-        Some(t) => day_param("to", t)?,
+        Some(t) => kept("to", day_param("to", t)?)?,
         None => today.date(),
     };
     let from = match &q.from {
-        Some(f) => day_param("from", f)?,
-        None => to - time::Duration::days(6),
+        Some(f) => kept("from", day_param("from", f)?)?,
+        None => (to - time::Duration::days(6)).max(oldest),
     };
     if from > to {
         return Err(bad(format!("from ({from}) is after to ({to})")));
@@ -161,7 +170,7 @@ pub(super) async fn offers(
     let names: Vec<String> = (0..days)
         .map(|i| {
             (from + time::Duration::days(i))
-                .format(DAY)
+                .format(DAY_FORMAT)
                 .expect("dates format")
         })
         .collect();

@@ -9,7 +9,8 @@
 //!   impressions: what the partner pays), `clicks` and `conversions`, and the set of
 //!   distinct (hashed) subjects the row counts. Days are the issuer's local days
 //!   (`utc_offset_minutes`): served counts by the day the slate was served, events by
-//!   the day they were reported.
+//!   the day they were reported. A day's bucket expires `reports.retention_days` after
+//!   the day ends ([`agg_expiry`]).
 //! - **arms**, bucket `arm|<partner>/<plugin>`, one row per version and the role it
 //!   played (see [`arm_row`]), with call, failure, fuel and latency sums and squares,
 //!   value per slate, served offers and events: what a readout compares.
@@ -76,6 +77,20 @@ pub mod field {
 /// The bucket of a day's aggregates.
 pub fn agg_bucket(day: &str) -> String {
     format!("agg|{day}")
+}
+
+/// How days are written in bucket names and report queries: `YYYY-MM-DD`.
+pub const DAY_FORMAT: &[time::format_description::BorrowedFormatItem<'static>] =
+    time::macros::format_description!("[year]-[month]-[day]");
+
+/// When a day's aggregates expire (unix seconds): `retention_days` after the local day
+/// ends, so a report may cover the last `retention_days` days before today. `None` for a
+/// bucket that is not a day's (arm rows stay as long as their plugin).
+pub fn agg_expiry(bucket: &str, retention_days: u32, utc_offset_minutes: i32) -> Option<u64> {
+    let day = time::Date::parse(bucket.strip_prefix("agg|")?, DAY_FORMAT).ok()?;
+    let local_end = day.next_day()?.midnight().assume_utc().unix_timestamp();
+    let end = local_end - i64::from(utc_offset_minutes) * 60;
+    u64::try_from(end + i64::from(retention_days) * 86_400).ok()
 }
 
 /// The bucket of a plugin's arm rows.
@@ -177,12 +192,13 @@ impl Aggregator {
         AggBatch(self.pending.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
-    /// Takes everything pending, as store additions.
-    pub fn take(&self) -> Vec<CounterAdd> {
+    /// Takes everything pending, as store additions, each with its bucket's expiry.
+    pub fn take(&self, expiry: impl Fn(&str) -> Option<u64>) -> Vec<CounterAdd> {
         let pending = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()));
         pending
             .into_iter()
             .flat_map(|(bucket, rows)| {
+                let expires_at = expiry(&bucket);
                 rows.into_iter().map(move |(row, p)| CounterAdd {
                     bucket: bucket.clone(),
                     row,
@@ -192,6 +208,7 @@ impl Aggregator {
                         .map(|(name, n)| (name.into_owned(), n))
                         .collect(),
                     members: p.members.into_iter().collect(),
+                    expires_at,
                 })
             })
             .collect()
@@ -240,5 +257,26 @@ impl AggBatch<'_> {
         {
             p.members.insert(m.to_string());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_day_expires_its_retention_after_it_ends_locally() {
+        // 2026-11-24 in UTC+8 ends at 2026-11-24T16:00:00Z.
+        let end = time::macros::datetime!(2026-11-24 16:00 UTC).unix_timestamp() as u64;
+        assert_eq!(
+            agg_expiry("agg|2026-11-24", 400, 480),
+            Some(end + 400 * 86_400)
+        );
+        assert_eq!(
+            agg_expiry("agg|2026-11-24", 1, -60),
+            Some(end + 9 * 3600 + 86_400)
+        );
+        assert_eq!(agg_expiry("arm|acme/air", 400, 480), None);
+        assert_eq!(agg_expiry("agg|yesterday", 400, 480), None);
     }
 }

@@ -43,6 +43,11 @@ pub struct ReportConfig {
     pub sensitivity: f64,
     /// Longest range of one report, days. Default 92.
     pub max_days: u32,
+    /// Days a day's aggregates are kept after it ends (counts and the hashed subjects
+    /// that make distinct-customer counts); older days are deleted from the store, and a
+    /// report reaching back further is refused. Default 184: the longest report range
+    /// and the one before it.
+    pub retention_days: u32,
     /// Fixed noise secret (tests and reproducible demos only). Default: a random
     /// secret kept in the store, the same for every replica.
     pub noise_seed: Option<String>,
@@ -55,6 +60,7 @@ impl Default for ReportConfig {
             epsilon: 1.0,
             sensitivity: 5.0,
             max_days: 92,
+            retention_days: 184,
             noise_seed: None,
         }
     }
@@ -78,6 +84,12 @@ impl ReportConfig {
         if self.max_days == 0 {
             return Err("reports.max_days must be at least 1".into());
         }
+        if !(1..=MAX_RETENTION_DAYS).contains(&self.retention_days) {
+            return Err(format!(
+                "reports.retention_days must be within 1..={MAX_RETENTION_DAYS}, got {}",
+                self.retention_days
+            ));
+        }
         Ok(())
     }
 
@@ -86,6 +98,9 @@ impl ReportConfig {
         NOISY_COUNTS as f64 * self.sensitivity / self.epsilon
     }
 }
+
+/// The longest `retention_days`: a century.
+pub const MAX_RETENTION_DAYS: u32 = 36_500;
 
 /// Counts that carry noise in a partner report.
 const NOISY_COUNTS: usize = 4;

@@ -971,7 +971,11 @@ impl SlateService {
     /// Writes pending aggregates to the store; on failure keeps them for the next try.
     pub async fn flush_aggregates(&self) -> Result<(), crate::store::StoreError> {
         self.settle().await;
-        let adds = self.aggregates.take();
+        let (retention, offset) = (
+            self.config.reports.retention_days,
+            self.config.utc_offset_minutes,
+        );
+        let adds = (self.aggregates).take(|b| crate::report::agg_expiry(b, retention, offset));
         if adds.is_empty() {
             return Ok(());
         }

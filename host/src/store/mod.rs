@@ -233,6 +233,9 @@ pub struct CounterAdd {
     pub fields: Vec<(String, u64)>,
     /// Members (hashed subjects) to add to the row's set of distinct members.
     pub members: Vec<String>,
+    /// When the row's whole bucket may be forgotten (unix seconds): from then on the
+    /// store drops it (Redis by key expiry, sled at its next sweep). `None` keeps it.
+    pub expires_at: Option<u64>,
 }
 
 /// One row of a counter table as stored.
@@ -364,8 +367,9 @@ pub trait Store: Send + Sync + 'static {
     fn audit(&self, after: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, StoreError>;
     /// Makes everything written so far durable.
     fn flush(&self) -> Result<(), StoreError>;
-    /// Forgets slates past their expiry and event ids older than [`EVENT_MEMORY_SECS`]
-    /// (backends with native expiry do nothing). Returns how many records it removed.
+    /// Forgets slates past their expiry, event ids older than [`EVENT_MEMORY_SECS`] and
+    /// counter buckets past theirs ([`CounterAdd::expires_at`]); backends with native
+    /// expiry do nothing. Returns how many records it removed.
     fn sweep(&self, _now: u64) -> Result<u64, StoreError> {
         Ok(0)
     }

@@ -10,7 +10,8 @@
 //! `cap:{<subject>}|<key>:t` sorted set of impression times and `...:n` lifetime count,
 //! `{registry}:rev`, `{registry}:doc`, `{registry}:audit` list, `{registry}:blob:<key>`;
 //! counters: `ctr:{<bucket>}` set of row keys, `ctr:{<bucket>}:<row>` hash of counters
-//! and `ctr:{<bucket>}:<row>:m` set of distinct members.
+//! and `ctr:{<bucket>}:<row>:m` set of distinct members, all three expiring with their
+//! bucket when it has an expiry (`EXPIREAT`).
 //! The braces are Redis Cluster hash tags: every key one script touches lives in the
 //! same slot (one subject's counters and events; the whole registry), so the scripts
 //! run unchanged on a cluster.
@@ -377,13 +378,20 @@ impl Store for RedisStore {
         let mut pipe = redis::pipe();
         for add in adds {
             let (fields, members) = self.counter_keys(&add.bucket, &add.row);
-            pipe.sadd(self.key(format_args!("ctr:{{{}}}", add.bucket)), &add.row)
-                .ignore();
+            let index = self.key(format_args!("ctr:{{{}}}", add.bucket));
+            pipe.sadd(&index, &add.row).ignore();
             for (name, n) in &add.fields {
                 pipe.hincr(&fields, name, *n).ignore();
             }
             if !add.members.is_empty() {
                 pipe.sadd(&members, &add.members).ignore();
+            }
+            if let Some(at) = add.expires_at {
+                // A time already past deletes the keys at once, as a sweep would.
+                let at = i64::try_from(at).unwrap_or(i64::MAX);
+                for key in [&index, &fields, &members] {
+                    pipe.expire_at(key, at).ignore();
+                }
             }
         }
         self.conn()?.pipe::<()>(&pipe).map_err(backend)

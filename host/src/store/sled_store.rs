@@ -31,6 +31,9 @@ pub struct SledStore {
     blobs: sled::Tree,
     counters: sled::Tree,
     members: sled::Tree,
+    /// When each counter bucket that has an expiry expires: bucket name, then unix
+    /// seconds (8 bytes, big-endian). The sweep reads this, not the rows.
+    counter_expiry: sled::Tree,
 }
 
 fn encode<T: Serialize>(value: &T) -> Vec<u8> {
@@ -121,6 +124,18 @@ fn row_key(bucket: &str, row: &str) -> Vec<u8> {
     k
 }
 
+/// Removes every key of `tree` that starts with `prefix`, in one batch; returns how many.
+fn remove_prefix(tree: &sled::Tree, prefix: &[u8]) -> Result<u64, StoreError> {
+    let mut batch = sled::Batch::default();
+    let mut removed = 0;
+    for key in tree.scan_prefix(prefix).keys() {
+        batch.remove(key.map_err(backend)?);
+        removed += 1;
+    }
+    tree.apply_batch(batch).map_err(backend)?;
+    Ok(removed)
+}
+
 fn cap_key(subject: &SubjectKey, key: &str) -> String {
     format!("{}|{key}", subject.0)
 }
@@ -176,6 +191,7 @@ impl SledStore {
             blobs: tree("blobs")?,
             counters: tree("counters")?,
             members: tree("members")?,
+            counter_expiry: tree("counter_expiry")?,
             db,
         })
     }
@@ -320,6 +336,18 @@ impl Store for SledStore {
     }
 
     fn add_counters(&self, adds: &[CounterAdd]) -> Result<(), StoreError> {
+        // Expiries first, so a crash partway never leaves rows the sweep does not know.
+        let mut expiring: Vec<(&str, u64)> = Vec::new();
+        for add in adds {
+            if let Some(at) = add.expires_at
+                && !expiring.contains(&(add.bucket.as_str(), at))
+            {
+                expiring.push((&add.bucket, at));
+                (self.counter_expiry)
+                    .insert(add.bucket.as_bytes(), &at.to_be_bytes())
+                    .map_err(backend)?;
+            }
+        }
         for add in adds {
             let key = row_key(&add.bucket, &add.row);
             let mut failed = None;
@@ -518,6 +546,26 @@ impl Store for SledStore {
             if at < cutoff && self.events.remove(&key).map_err(backend)?.is_some() {
                 removed += 1;
             }
+        }
+        for entry in self.counter_expiry.iter() {
+            let (bucket, at) = entry.map_err(backend)?;
+            let expired = at
+                .as_ref()
+                .try_into()
+                .map_or(true, |b| u64::from_be_bytes(b) <= now);
+            // Only if no later write moved the expiry meanwhile.
+            if !expired
+                || (self.counter_expiry)
+                    .compare_and_swap(&bucket, Some(&at), None::<&[u8]>)
+                    .map_err(backend)?
+                    .is_err()
+            {
+                continue;
+            }
+            let mut prefix = bucket.to_vec();
+            prefix.push(0);
+            removed += remove_prefix(&self.counters, &prefix)?;
+            remove_prefix(&self.members, &prefix)?;
         }
         Ok(removed)
     }
