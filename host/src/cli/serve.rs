@@ -88,6 +88,18 @@ const DEMO_CANARY: &str = "freshmart/freshmart-cashback";
 /// Profiles loaded into the demo store, so requests can name only the subject.
 const DEMO_PROFILES: &str = include_str!("../../examples/profiles.ndjson");
 
+/// The example configuration, listening on `listen`.
+fn demo_config(listen: &str) -> String {
+    DEMO_CONFIG.replacen(
+        DEMO_LISTEN,
+        &format!("listen = {}", toml::Value::from(listen)),
+        1,
+    )
+}
+
+/// The example configuration's `listen` line.
+const DEMO_LISTEN: &str = "listen = \"127.0.0.1:8080\"";
+
 pub(super) fn demo(args: DemoArgs) -> anyhow::Result<()> {
     check_listen(&args.listen)?;
     let temp;
@@ -107,7 +119,8 @@ pub(super) fn demo(args: DemoArgs) -> anyhow::Result<()> {
         std::fs::write(plugins.join(&name), a.bytes)?;
     }
     let config_path = dir.join("offerhost.toml");
-    std::fs::write(&config_path, DEMO_CONFIG)?;
+    // Kept with the data, so `serve --config` on it listens where the demo did.
+    std::fs::write(&config_path, demo_config(&args.listen))?;
     let config = Config::load(&config_path, std::env::vars())?;
     let state = server::build_default(config)?;
     let mut profiles = Vec::new();
@@ -197,4 +210,19 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_demo_config_listens_where_the_demo_does() {
+        assert_eq!(DEMO_CONFIG.matches(DEMO_LISTEN).count(), 1);
+        let written = demo_config("0.0.0.0:9090");
+        assert!(!written.contains(DEMO_LISTEN));
+        let config = Config::parse(&written, Vec::<(String, String)>::new(), Path::new("/"))
+            .expect("the written config parses");
+        assert_eq!(config.listen, "0.0.0.0:9090");
+    }
 }
