@@ -141,23 +141,15 @@ pub struct OfferKeys {
 impl OfferKeys {
     /// The store key of `scope` for this offer.
     pub fn key(&self, scope: CapScope) -> String {
-        match scope {
-            CapScope::Offer => format!("offer:{}/{}", self.partner, self.offer_id),
-            CapScope::Partner => format!("partner:{}", self.partner),
-            CapScope::Category => format!("category:{}", self.category),
-            CapScope::Slate => "slate".to_string(),
-        }
-    }
-
-    /// The keys of the scopes `caps` cover, each once.
-    pub fn capped_keys(&self, caps: &[FrequencyCap]) -> Vec<String> {
-        let mut keys: Vec<String> = Vec::new();
-        for (i, cap) in caps.iter().enumerate() {
-            if caps[..i].iter().all(|c| c.scope != cap.scope) {
-                keys.push(self.key(cap.scope));
-            }
-        }
-        keys
+        let mut key = String::new();
+        write_key(
+            &mut key,
+            scope,
+            &self.partner,
+            &self.offer_id,
+            &self.category,
+        );
+        key
     }
 
     /// Every key, one per scope.
@@ -238,22 +230,66 @@ impl CapHistory {
     }
 }
 
+/// Appends the store key of `scope` for an offer to `out`.
+fn write_key(out: &mut String, scope: CapScope, partner: &str, offer_id: &str, category: &str) {
+    match scope {
+        CapScope::Offer => out.extend(["offer:", partner, "/", offer_id]),
+        CapScope::Partner => out.extend(["partner:", partner]),
+        CapScope::Category => out.extend(["category:", category]),
+        CapScope::Slate => out.push_str("slate"),
+    }
+}
+
+/// Where one offer's counters are in its slate's [`CapCheck`]: a key's index for each
+/// scope some cap covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OfferCounters([u32; SCOPES]);
+
+/// Scopes there are.
+const SCOPES: usize = 4;
+
+/// No key: no cap covers the scope.
+const NO_KEY: u32 = u32::MAX;
+
+impl Default for OfferCounters {
+    fn default() -> Self {
+        OfferCounters([NO_KEY; SCOPES])
+    }
+}
+
 /// Decides cap by cap while a slate is filled, counting the offers already picked for
 /// this slate as if they were shown.
+///
+/// Every counter key the slate's offers touch is listed once ([`CapCheck::offer`]), so
+/// the store reads each once, and checking or taking an offer is a few array reads: no
+/// key is built or hashed again per cap. Built per check, the keys of eight offers under
+/// the example's five caps were about a hundred strings a slate: in the 8-plugin slate
+/// bench with those caps, 89-90 us a slate against 79-82 us listed once.
 pub struct CapCheck<'a> {
     caps: &'a [FrequencyCap],
-    histories: HashMap<String, CapHistory>,
-    pending: HashMap<String, u64>,
+    /// Listed keys and their indices, until the keys are taken for the read.
+    index: HashMap<String, u32, foldhash::fast::RandomState>,
+    /// Histories by key index (none read: no impressions).
+    histories: Vec<CapHistory>,
+    /// Impressions this slate has taken, by key index.
+    pending: Vec<u64>,
+    /// Where each key is built before it is looked up.
+    scratch: String,
+    /// The keys were taken for the read: no more may be listed.
+    keys_taken: bool,
     now: u64,
 }
 
 impl<'a> CapCheck<'a> {
-    /// A check against `histories` (by key) at `now`.
-    pub fn new(caps: &'a [FrequencyCap], histories: HashMap<String, CapHistory>, now: u64) -> Self {
+    /// A check of `caps` at `now` (unix seconds), with no keys listed yet.
+    pub fn new(caps: &'a [FrequencyCap], now: u64) -> Self {
         CapCheck {
             caps,
-            histories,
-            pending: HashMap::new(),
+            index: HashMap::default(),
+            histories: Vec::new(),
+            pending: Vec::new(),
+            scratch: String::new(),
+            keys_taken: false,
             now,
         }
     }
@@ -263,23 +299,66 @@ impl<'a> CapCheck<'a> {
         self.caps.is_empty()
     }
 
+    /// Lists the keys of an offer for the scopes the caps cover; where they are.
+    pub fn offer(&mut self, partner: &str, offer_id: &str, category: &str) -> OfferCounters {
+        assert!(
+            !self.keys_taken,
+            "offers are listed before their keys are read"
+        );
+        let mut at = OfferCounters::default();
+        for cap in self.caps {
+            let slot = &mut at.0[cap.scope as usize];
+            if *slot != NO_KEY {
+                continue;
+            }
+            self.scratch.clear();
+            write_key(&mut self.scratch, cap.scope, partner, offer_id, category);
+            let next = self.index.len() as u32;
+            *slot = match self.index.get(self.scratch.as_str()) {
+                Some(&i) => i,
+                None => {
+                    self.index.insert(self.scratch.clone(), next);
+                    next
+                }
+            };
+        }
+        self.pending.resize(self.index.len(), 0);
+        at
+    }
+
+    /// The keys listed, by index, for the store to read. No offer may be listed after.
+    pub fn take_keys(&mut self) -> Vec<String> {
+        self.keys_taken = true;
+        let mut keys = vec![String::new(); self.index.len()];
+        for (key, i) in self.index.drain() {
+            keys[i as usize] = key;
+        }
+        keys
+    }
+
+    /// The histories of the keys [`CapCheck::take_keys`] gave, in that order.
+    pub fn set_histories(&mut self, histories: Vec<CapHistory>) {
+        self.histories = histories;
+    }
+
     /// The first cap `offer` would break, if any.
-    pub fn blocking_cap(&self, offer: &OfferKeys) -> Option<&'a FrequencyCap> {
+    pub fn blocking_cap(&self, offer: OfferCounters) -> Option<&'a FrequencyCap> {
         self.caps.iter().find(|cap| {
-            let key = offer.key(cap.scope);
+            let i = offer.0[cap.scope as usize] as usize;
             let seen = self
                 .histories
-                .get(&key)
+                .get(i)
                 .map_or(0, |h| h.count(cap.window, self.now));
-            let pending = self.pending.get(&key).copied().unwrap_or(0);
-            seen + pending >= cap.max as u64
+            seen + self.pending.get(i).copied().unwrap_or(0) >= cap.max as u64
         })
     }
 
     /// Counts `offer` as shown in this slate.
-    pub fn take(&mut self, offer: &OfferKeys) {
-        for key in offer.capped_keys(self.caps) {
-            *self.pending.entry(key).or_default() += 1;
+    pub fn take(&mut self, offer: OfferCounters) {
+        for i in offer.0.into_iter().filter(|&i| i != NO_KEY) {
+            if let Some(n) = self.pending.get_mut(i as usize) {
+                *n += 1;
+            }
         }
     }
 }
@@ -317,5 +396,57 @@ mod tests {
         assert_eq!(h.count(Window::Lifetime, 5000), 5);
         assert_eq!(h.count(Window::Minutes(1), 5000), 1);
         assert_eq!(h.count(Window::Minutes(1), 5061), 0);
+    }
+
+    #[test]
+    fn a_slate_lists_each_key_once_and_counts_what_it_takes() {
+        let cap = |scope, max| FrequencyCap {
+            scope,
+            max,
+            window: Window::Days(1),
+        };
+        let caps = [
+            cap(CapScope::Offer, 1),
+            cap(CapScope::Partner, 2),
+            cap(CapScope::Offer, 5),
+        ];
+        let now = 100_000;
+        let mut check = CapCheck::new(&caps, now);
+        let a = check.offer("acme", "a", "travel");
+        let b = check.offer("acme", "b", "travel");
+        let c = check.offer("zeta", "c", "dining");
+        assert_eq!(check.offer("acme", "a", "travel"), a, "listed once");
+        let keys = check.take_keys();
+        assert_eq!(
+            keys,
+            [
+                "offer:acme/a",
+                "partner:acme",
+                "offer:acme/b",
+                "offer:zeta/c",
+                "partner:zeta"
+            ],
+            "first seen first; categories are not capped"
+        );
+        // zeta was shown twice today: its partner cap is reached.
+        let mut seen = vec![CapHistory::default(); keys.len()];
+        seen[4] = CapHistory {
+            lifetime: 2,
+            recent: vec![now - 10, now - 5],
+        };
+        check.set_histories(seen);
+        assert_eq!(check.blocking_cap(c), Some(&caps[1]));
+        assert_eq!(check.blocking_cap(a), None);
+        check.take(a);
+        assert_eq!(check.blocking_cap(a), Some(&caps[0]), "taken in this slate");
+        assert_eq!(check.blocking_cap(b), None, "one of acme's two so far");
+        check.take(b);
+        let d = OfferKeys {
+            partner: "acme".into(),
+            offer_id: "d".into(),
+            category: "x".into(),
+        };
+        assert_eq!(d.key(CapScope::Offer), "offer:acme/d");
+        assert_eq!(d.key(CapScope::Slate), "slate");
     }
 }

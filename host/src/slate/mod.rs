@@ -527,6 +527,7 @@ impl SlateService {
                 exec_us: done.report.cost.wall_time_us,
                 returned: done.returned,
                 bids: done.bids,
+                counters: Vec::new(),
                 dropped: done
                     .rejected
                     .into_iter()
@@ -541,39 +542,35 @@ impl SlateService {
         }
 
         // Cap histories of everything that might be shown, read once: only the scopes
-        // some cap covers.
-        let mut keys: Vec<String> = Vec::new();
-        if !self.config.caps.is_empty() {
-            let mut seen = std::collections::HashSet::new();
-            for run in &runs {
-                for bid in &run.bids {
-                    for k in keys_of(&run.plugin.partner, bid).capped_keys(&self.config.caps) {
-                        if seen.insert(k.clone()) {
-                            keys.push(k);
-                        }
-                    }
-                }
+        // some cap covers, each key once.
+        let mut cap_check = CapCheck::new(&self.config.caps, now.unix_timestamp() as u64);
+        if !cap_check.is_empty() {
+            for run in &mut runs {
+                let partner = &run.plugin.partner;
+                run.counters = (run.bids.iter())
+                    .map(|b| cap_check.offer(partner, &b.offer.id, &b.offer.category))
+                    .collect();
             }
         }
-        let cap_check = if self.config.caps.is_empty() || keys.is_empty() {
-            Some(CapCheck::new(
-                &self.config.caps,
-                HashMap::new(),
-                now.unix_timestamp() as u64,
-            ))
+        let keys = cap_check.take_keys();
+        let cap_check = if keys.is_empty() {
+            Some(cap_check)
         } else {
-            let lookup = (subject.clone(), keys.clone());
+            let (who, wanted) = (subject.clone(), keys.len());
             match self
-                .io_for(&mut busy, move |s| s.cap_histories(&lookup.0, &lookup.1))
+                .io_for(&mut busy, move |s| s.cap_histories(&who, &keys))
                 .await
             {
-                Ok(histories) => Some(CapCheck::new(
-                    &self.config.caps,
-                    keys.iter().cloned().zip(histories).collect(),
-                    now.unix_timestamp() as u64,
-                )),
-                Err(e) => {
-                    tracing::error!(error = %e, "cap store unreadable; failing closed");
+                Ok(histories) if histories.len() == wanted => {
+                    cap_check.set_histories(histories);
+                    Some(cap_check)
+                }
+                result => {
+                    let error = result.map_or_else(
+                        |e| e.to_string(),
+                        |h| format!("{} histories for {wanted} keys", h.len()),
+                    );
+                    tracing::error!(%error, "cap store unreadable; failing closed");
                     slate
                         .warnings
                         .push("caps-unavailable: capped offers are not shown".into());

@@ -7,7 +7,7 @@ use crate::config::PlacementConfig;
 use crate::model::{Bid, DropReason};
 use crate::sandbox::{LogLine, Outcome};
 
-use super::caps::{CapCheck, OfferKeys};
+use super::caps::{CapCheck, OfferCounters, OfferKeys};
 use super::deployment::{DeployedPlugin, Variant};
 use super::{DroppedBid, keys_of};
 use crate::store::StoreError;
@@ -30,6 +30,9 @@ pub(super) struct PluginRun {
     pub(super) returned: u32,
     /// Bids that follow the contract.
     pub(super) bids: Vec<Bid>,
+    /// Where each bid's cap counters are in the slate's [`CapCheck`], by bid (empty
+    /// when there are no caps).
+    pub(super) counters: Vec<OfferCounters>,
     /// Bids dropped, with reasons; ranking adds to it.
     pub(super) dropped: Vec<DroppedBid>,
     pub(super) logs: Vec<LogLine>,
@@ -65,13 +68,14 @@ pub(super) fn rank(
     mut reserve: Option<&mut Reserve<'_>>,
 ) -> Vec<(usize, Bid, f64)> {
     let total_bids: usize = runs.iter().map(|r| r.bids.len()).sum();
-    let mut candidates: Vec<(usize, Bid, f64)> = Vec::with_capacity(total_bids);
+    let mut candidates: Vec<(usize, Bid, f64, OfferCounters)> = Vec::with_capacity(total_bids);
     for (i, run) in runs.iter_mut().enumerate() {
         let bids = std::mem::take(&mut run.bids);
+        let counters = std::mem::take(&mut run.counters);
         if run.plugin.shadow.is_some() {
             run.top_offer = top_offer(&bids);
         }
-        for bid in bids {
+        for (j, bid) in bids.into_iter().enumerate() {
             if placement.excluded_categories.contains(&bid.offer.category) {
                 let detail = |bid: &Bid| {
                     format!(
@@ -92,11 +96,12 @@ pub(super) fn rank(
                 // Relevance is an f32; round its f64 image so scores print as written.
                 let relevance = (bid.relevance as f64 * 1e6).round() / 1e6;
                 let score = bid.value_minor as f64 * relevance * run.plugin.weight;
-                candidates.push((i, bid, score));
+                let counters = counters.get(j).copied().unwrap_or_default();
+                candidates.push((i, bid, score, counters));
             }
         }
     }
-    candidates.sort_by(|(ia, a, sa), (ib, b, sb)| {
+    candidates.sort_by(|(ia, a, sa, _), (ib, b, sb, _)| {
         sb.total_cmp(sa)
             .then_with(|| b.value_minor.cmp(&a.value_minor))
             .then_with(|| runs[*ia].plugin.partner.cmp(&runs[*ib].plugin.partner))
@@ -104,22 +109,18 @@ pub(super) fn rank(
     });
 
     let mut picked: Vec<(usize, Bid, f64)> = Vec::with_capacity(slots.min(candidates.len()));
-    for (i, bid, score) in candidates {
+    for (i, bid, score, counters) in candidates {
         // A partner may deploy several plugins: count its offers, not one plugin's.
         let per_partner = picked
             .iter()
             .filter(|(j, _, _)| runs[*j].plugin.partner == runs[i].plugin.partner)
             .count();
         let run = &mut runs[i];
-        // The offer's cap keys, built only when a cap or a reservation will read them.
-        let keys = (caps.as_ref().is_some_and(|c| !c.is_empty()) || reserve.is_some())
-            .then(|| keys_of(&run.plugin.partner, &bid));
-        let verdict = match (&caps, &keys) {
-            (None, _) => Some((DropReason::CapsUnavailable, None)),
-            (Some(check), Some(keys)) => check
-                .blocking_cap(keys)
+        let verdict = match &caps {
+            None => Some((DropReason::CapsUnavailable, None)),
+            Some(check) => check
+                .blocking_cap(counters)
                 .map(|cap| (DropReason::Capped, Some(cap))),
-            (Some(_), None) => None,
         };
         if let Some((reason, cap)) = verdict {
             let detail = |_: &Bid| match cap {
@@ -139,7 +140,11 @@ pub(super) fn rank(
             let detail = |_: &Bid| format!("all {slots} slots taken by higher scores");
             drop_bid(run, bid, DropReason::Outranked, explain, detail);
         } else {
-            match reserve.as_mut().zip(keys.as_ref()).map(|(r, keys)| r(keys)) {
+            // The offer's keys as strings, built only for a reservation.
+            let reserved = reserve
+                .as_mut()
+                .map(|r| r(&keys_of(&run.plugin.partner, &bid)));
+            match reserved {
                 Some(Ok(false)) => {
                     let detail = |_: &Bid| "cap reached (counted by a concurrent slate)".into();
                     drop_bid(run, bid, DropReason::Capped, explain, detail);
@@ -153,8 +158,8 @@ pub(super) fn rank(
                 }
                 Some(Ok(true)) | None => {}
             }
-            if let (Some(check), Some(keys)) = (&mut caps, &keys) {
-                check.take(keys);
+            if let Some(check) = &mut caps {
+                check.take(counters);
             }
             picked.push((i, bid, score));
         }
