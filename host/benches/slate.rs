@@ -1,7 +1,9 @@
 //! Slate latency and throughput for 1, 4, 8, 16 and 32 plugins, and the host's overhead.
 //!
 //! Every plugin is the airline example (it bids for the request's high-value traveller),
-//! each partner's copy a plugin of its own (see `common`). `cargo bench -p offerhost
+//! each partner's copy a plugin of its own (see `common`), under the example
+//! configuration's five frequency caps (`CAPS=0` leaves them out); the subject has no
+//! impressions yet, so every counter read finds nothing. `cargo bench -p offerhost
 //! --bench slate`.
 //!
 //! Each row gets its own service, built before the row and dropped after it, so only one
@@ -73,8 +75,13 @@ fn main() {
     }
     c.final_summary();
 
+    let caps = if common::with_caps() {
+        "the example's 5 caps"
+    } else {
+        "no caps"
+    };
     println!(
-        "\nhost overhead ({cores} cores; plugin time = sum of the plugins' own time / min(plugins, cores);"
+        "\nhost overhead ({cores} cores, {caps}; plugin time = sum of the plugins' own time / min(plugins, cores);"
     );
     println!(
         "core round trip = a cache line's trip between two cores and back, before and after the row):"

@@ -1,6 +1,7 @@
-//! Slate throughput by CPU cores: the same service (8 airline plugins, sled) under 32
-//! concurrent slate requests, run pinned to 1, 2, 4, 8 and 16 of the cores this process
-//! may use (as many as there are), side by side in one run. `cargo bench -p offerhost --bench throughput`
+//! Slate throughput by CPU cores: the same service (8 airline plugins, the example's caps
+//! unless `CAPS=0`, sled) under 32 concurrent slate requests, run pinned to 1, 2, 4, 8
+//! and 16 of the cores this process may use (as many as there are), side by side in one
+//! run. `cargo bench -p offerhost --bench throughput`
 //!
 //! The bench re-runs itself under `taskset` for each core count, so the runtime and the
 //! fan-out threads are sized from the cores the process may use, as a server would be.
@@ -48,8 +49,13 @@ fn main() {
             .expect("the child prints slates/s");
         rows.push((n, rate));
     }
+    let caps = if common::with_caps() {
+        "the example's 5 caps"
+    } else {
+        "no caps"
+    };
     println!(
-        "\nslate throughput, {PLUGINS} plugins, {CONCURRENCY} concurrent requests, {}s each:",
+        "\nslate throughput, {PLUGINS} plugins, {caps}, {CONCURRENCY} concurrent requests, {}s each:",
         RUN.as_secs()
     );
     println!("| cores | slates/s | vs 1 core |");

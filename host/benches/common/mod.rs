@@ -18,12 +18,28 @@ use offerhost::store::SledStore;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// A service with `plugins` airline plugins, its sled store and the plugins' files in
-/// `dir`.
+/// The example configuration's frequency caps: an issuer runs with caps, and every slate
+/// then reads and checks the counters of every offer bid.
+const CAPS: &str = "[[cap]]\nscope = \"offer\"\nmax = 3\nwindow = \"1d\"\n\
+    [[cap]]\nscope = \"offer\"\nmax = 10\nwindow = \"1w\"\n\
+    [[cap]]\nscope = \"partner\"\nmax = 5\nwindow = \"1d\"\n\
+    [[cap]]\nscope = \"category\"\nmax = 6\nwindow = \"12h\"\n\
+    [[cap]]\nscope = \"slate\"\nmax = 30\nwindow = \"1d\"\n";
+
+/// Whether the service has [`CAPS`]: yes unless `CAPS=0`.
+pub fn with_caps() -> bool {
+    std::env::var("CAPS").map_or(true, |v| v != "0")
+}
+
+/// A service with `plugins` airline plugins (and the example's caps, see [`with_caps`]),
+/// its sled store and the plugins' files in `dir`.
 pub fn service(plugins: usize, dir: &std::path::Path) -> AppState {
     let mut toml = String::from(
         "subject_salt = \"bench\"\n[slate]\ndeadline_ms = 1000\n[limits]\ndeadline_ms = 1000\n[[placement]]\nid = \"app-home\"\nslots = 5\nmax_per_partner = 1\n",
     );
+    if with_caps() {
+        toml.push_str(CAPS);
+    }
     let copies = dir.join("plugins");
     std::fs::create_dir_all(&copies).unwrap();
     for i in 0..plugins {
