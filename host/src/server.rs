@@ -55,7 +55,8 @@ pub fn build_default(config: Config) -> anyhow::Result<AppState> {
 /// How often a replica checks the shared registry for changes made elsewhere.
 pub const REGISTRY_POLL: std::time::Duration = std::time::Duration::from_millis(250);
 
-/// How often expired slates and old event ids are swept from the store.
+/// How often expired slates, old event ids and expired report rows are swept from the
+/// store (the embedded one; Redis expires them itself).
 pub const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// Runs `job` every `period` for the life of the runtime.

@@ -202,6 +202,38 @@ fn event_ids_recorded_by_earlier_versions_stay_duplicates_on_redis() {
 }
 
 #[test]
+fn counter_buckets_expire_at_their_time_on_redis() {
+    use offerhost::store::CounterAdd;
+    let prefix = unique_prefix("bucket-ttl");
+    let store = RedisStore::open(&redis_url(), &prefix).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    store
+        .add_counters(&[CounterAdd {
+            bucket: "agg|2001-02-03".into(),
+            row: "r".into(),
+            fields: vec![("served".into(), 1)],
+            members: vec!["s1".into()],
+            expires_at: Some(now + 3600),
+        }])
+        .unwrap();
+    let mut redis = redis::Client::open(redis_url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    for key in ["", ":r", ":r:m"] {
+        let key = format!("{prefix}ctr:{{agg|2001-02-03}}{key}");
+        let at: i64 = redis::cmd("EXPIRETIME")
+            .arg(&key)
+            .query(&mut redis)
+            .unwrap();
+        assert_eq!(at, (now + 3600) as i64, "{key}");
+    }
+}
+
+#[test]
 fn concurrent_increments_are_exact() {
     for (name, store, _dir) in backends("concurrent") {
         let s = subject("carol");

@@ -84,7 +84,7 @@ pub const DAY_FORMAT: &[time::format_description::BorrowedFormatItem<'static>] =
     time::macros::format_description!("[year]-[month]-[day]");
 
 /// When a day's aggregates expire (unix seconds): `retention_days` after the local day
-/// ends, so a report may cover the last `retention_days` days before today. `None` for a
+/// ends, so a report may cover today and the `retention_days` days before it. `None` for a
 /// bucket that is not a day's (arm rows stay as long as their plugin).
 pub fn agg_expiry(bucket: &str, retention_days: u32, utc_offset_minutes: i32) -> Option<u64> {
     let day = time::Date::parse(bucket.strip_prefix("agg|")?, DAY_FORMAT).ok()?;

@@ -124,17 +124,27 @@ fn row_key(bucket: &str, row: &str) -> Vec<u8> {
     k
 }
 
-/// Removes every key of `tree` that starts with `prefix`, in one batch; returns how many.
+/// Removes every key of `tree` that starts with `prefix`, a batch of at most
+/// [`REMOVE_BATCH`] keys at a time (a day's report rows can be millions); returns how many.
 fn remove_prefix(tree: &sled::Tree, prefix: &[u8]) -> Result<u64, StoreError> {
-    let mut batch = sled::Batch::default();
     let mut removed = 0;
-    for key in tree.scan_prefix(prefix).keys() {
-        batch.remove(key.map_err(backend)?);
-        removed += 1;
+    loop {
+        let mut batch = sled::Batch::default();
+        let mut n = 0;
+        for key in tree.scan_prefix(prefix).keys().take(REMOVE_BATCH) {
+            batch.remove(key.map_err(backend)?);
+            n += 1;
+        }
+        if n == 0 {
+            return Ok(removed);
+        }
+        tree.apply_batch(batch).map_err(backend)?;
+        removed += n;
     }
-    tree.apply_batch(batch).map_err(backend)?;
-    Ok(removed)
 }
+
+/// Most keys [`remove_prefix`] removes in one batch.
+const REMOVE_BATCH: usize = 10_000;
 
 fn cap_key(subject: &SubjectKey, key: &str) -> String {
     format!("{}|{key}", subject.0)
@@ -553,19 +563,18 @@ impl Store for SledStore {
                 .as_ref()
                 .try_into()
                 .map_or(true, |b| u64::from_be_bytes(b) <= now);
-            // Only if no later write moved the expiry meanwhile.
-            if !expired
-                || (self.counter_expiry)
-                    .compare_and_swap(&bucket, Some(&at), None::<&[u8]>)
-                    .map_err(backend)?
-                    .is_err()
-            {
+            if !expired {
                 continue;
             }
+            // Rows first, then the entry: a sweep stopped in between finds the entry
+            // again next time. The entry stays if a write moved the expiry meanwhile.
             let mut prefix = bucket.to_vec();
             prefix.push(0);
             removed += remove_prefix(&self.counters, &prefix)?;
             remove_prefix(&self.members, &prefix)?;
+            let _ = (self.counter_expiry)
+                .compare_and_swap(&bucket, Some(&at), None::<&[u8]>)
+                .map_err(backend)?;
         }
         Ok(removed)
     }
