@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::model::{Channel, is_slug};
 use crate::registry::{QuarantinePolicy, UploadLimits};
 use crate::report::offers::ReportConfig;
-use crate::sandbox::{EngineLimits, Limits, PluginConfig};
+use crate::sandbox::{EngineLimits, LimitOverrides, Limits, PluginConfig};
 use crate::slate::caps::FrequencyCap;
 use crate::slate::profile::{FeatureField, RfmCutPoints};
 
@@ -213,9 +213,10 @@ pub struct PartnerConfig {
     /// Values the plugin reads through its `config` import.
     #[serde(default)]
     pub config: PluginConfig,
-    /// Limit overrides for this plugin (each within the engine maxima).
+    /// Limit overrides for this plugin (each within the engine maxima); what is not
+    /// given follows `[limits]`.
     #[serde(default)]
-    pub limits: Option<Limits>,
+    pub limits: Option<LimitOverrides>,
     /// When false, the plugin is not called. Default true.
     #[serde(default = "default_true")]
     pub enabled: bool,
@@ -373,12 +374,12 @@ impl Config {
                     ));
                 }
             }
-            if let Some(l) = &p.limits
-                && l.memory_bytes > self.engine.max_memory_bytes
+            if let Some(memory) = p.limits.and_then(|l| l.memory_bytes)
+                && memory > self.engine.max_memory_bytes
             {
                 return Err(format!(
-                    "partner {:?}: limits.memory_bytes {} exceeds engine.max_memory_bytes {}",
-                    p.id, l.memory_bytes, self.engine.max_memory_bytes
+                    "partner {:?}: limits.memory_bytes {memory} exceeds engine.max_memory_bytes {}",
+                    p.id, self.engine.max_memory_bytes
                 ));
             }
         }

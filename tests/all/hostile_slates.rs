@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use offerhost_tests::{
-    artifacts, example_config, host_on, metric_sum, offers_of, traveller_profile,
+    artifacts, example_config, example_features, host_on, metric_sum, offers_of, traveller_profile,
 };
 use serde_json::json;
 
@@ -164,4 +164,66 @@ async fn a_call_cut_by_the_slate_deadline_is_counted_once() {
         ),
         3.0
     );
+}
+
+/// A plugin's limit overrides replace only the limits they name; the rest follow the
+/// service's `[limits]`, whether the overrides come from the config file or a rollout.
+/// The looping plugin burns exactly its fuel, so the fuel it used says which applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limit_overrides_replace_only_the_limits_they_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = example_config().replacen("[limits]\n", "[limits]\nfuel = 3000000\n", 1)
+        + &partner(
+            "h-loop",
+            artifacts::HOSTILE_LOOP,
+            "[partner.limits]\ndeadline_ms = 90",
+        );
+    let host = host_on(&config, dir.path());
+    let plugin = "/v1/admin/plugins/h-loop/hostile-loop";
+    let features = serde_json::to_value(example_features("lapsed-customer")).unwrap();
+    let fuel_used = || async {
+        let (status, run) = host
+            .call(
+                "POST",
+                &format!("{plugin}/test"),
+                Some(json!({"features": features})),
+            )
+            .await;
+        assert_eq!(status, 200, "{run}");
+        assert_eq!(run["outcome"]["kind"], "fuel-exhausted", "{run}");
+        run["cost"]["fuel_used"].as_u64().unwrap()
+    };
+    assert_eq!(fuel_used().await, 3_000_000, "the config's deadline only");
+
+    let to_rollout = format!("{plugin}/rollout");
+    let rollout = |limits: serde_json::Value| {
+        host.call(
+            "POST",
+            &to_rollout,
+            Some(json!({"action": "limits", "limits": limits})),
+        )
+    };
+    let (status, body) = rollout(json!({"max_bids": 10})).await;
+    assert_eq!(status, 200, "{body}");
+    let (_, entry) = host.call("GET", plugin, None).await;
+    assert_eq!(entry["limits"], json!({"max_bids": 10}), "{entry}");
+    assert_eq!(
+        fuel_used().await,
+        3_000_000,
+        "a rollout naming other limits"
+    );
+
+    let (status, body) = rollout(json!({"fuel": 1_000_000})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(fuel_used().await, 1_000_000, "named, it applies");
+
+    let (status, body) = rollout(json!({"memory_bytes": 1u64 << 40})).await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body.to_string().contains("exceeds the issuer maximum"),
+        "{body}"
+    );
+    let (status, body) = rollout(json!({"fuel": 1, "colour": "red"})).await;
+    assert_eq!(status, 422, "{body}");
+    assert!(body.to_string().contains("colour"), "{body}");
 }

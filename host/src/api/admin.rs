@@ -19,7 +19,7 @@ use crate::registry::{
     AuditEntry, HealthReport, Partner, PluginEntry, RegistryDoc, RegistryError, Role,
     RolloutAction, TokenMeta, VersionMeta,
 };
-use crate::sandbox::{Cost, LogLine, Outcome};
+use crate::sandbox::{Cost, LimitOverrides, LogLine, Outcome};
 
 impl From<RegistryError> for ApiError {
     fn from(e: RegistryError) -> Self {
@@ -501,7 +501,7 @@ pub(super) async fn test(
         })?
         .clone();
     let registry = state.registry().clone();
-    let limits = e.limits.unwrap_or(state.config.limits);
+    let limits = LimitOverrides::effective(e.limits.as_ref(), state.config.limits);
     let config = std::sync::Arc::new(req.config.unwrap_or(e.config.clone()));
     let features = req.features;
     let report = blocking(move || {

@@ -22,7 +22,7 @@ use sha2::{Digest, Sha256};
 use crate::clock::Clock;
 use crate::metrics::{ActionLabels, ArmLabels, Metrics};
 use crate::model::Features;
-use crate::sandbox::{Limits, Plugin, Sandbox};
+use crate::sandbox::{LimitOverrides, Limits, Plugin, Sandbox};
 use crate::slate::deployment::{DeployedPlugin, Deployment, Variant};
 use crate::store::{Store, StoreError};
 pub(crate) use health::{HealthCell, is_failure};
@@ -344,7 +344,7 @@ impl Registry {
                         None => None,
                     },
                     config: Arc::new(entry.config.clone()),
-                    limits: entry.limits.unwrap_or(self.limits),
+                    limits: LimitOverrides::effective(entry.limits.as_ref(), self.limits),
                     health: self.health_cell(&entry.key()),
                 })
             })();

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::model::PluginInfo;
-use crate::sandbox::{Limits, PluginConfig};
+use crate::sandbox::{LimitOverrides, PluginConfig};
 use crate::slate::profile::FeatureField;
 
 /// The registry document.
@@ -103,9 +103,10 @@ pub struct PluginEntry {
     #[serde(default)]
     #[schema(value_type = BTreeMap<String, String>)]
     pub config: PluginConfig,
-    /// Limit overrides (within the engine maxima).
+    /// Limit overrides (within the engine maxima); what is not overridden follows the
+    /// service's `[limits]`.
     #[serde(default)]
-    pub limits: Option<Limits>,
+    pub limits: Option<LimitOverrides>,
     /// Placements it bids in; empty = all.
     #[serde(default)]
     pub placements: Vec<String>,

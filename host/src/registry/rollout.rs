@@ -13,7 +13,7 @@ use super::{
 use crate::config::Config;
 use crate::metrics::PluginLabels;
 use crate::model::is_slug;
-use crate::sandbox::Limits;
+use crate::sandbox::LimitOverrides;
 
 /// A change to one plugin's rollout or settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -55,11 +55,12 @@ pub enum RolloutAction {
         #[serde(default)]
         unset: Vec<String>,
     },
-    /// Replace the limit overrides (`null`: use the defaults).
+    /// Replace the limit overrides (`null`: use the defaults). Limits left out follow the
+    /// service's `[limits]`.
     Limits {
         /// New overrides.
         #[serde(default)]
-        limits: Option<Limits>,
+        limits: Option<LimitOverrides>,
     },
     /// Replace the placements it may bid in (empty: all).
     Placements {
@@ -228,12 +229,11 @@ impl Registry {
                     }
                 }
                 RolloutAction::Limits { limits } => {
-                    if let Some(l) = limits
-                        && l.memory_bytes > max_memory
+                    if let Some(memory) = limits.and_then(|l| l.memory_bytes)
+                        && memory > max_memory
                     {
                         return Err(RegistryError::Invalid(format!(
-                            "memory_bytes {} exceeds the issuer maximum {max_memory}",
-                            l.memory_bytes
+                            "memory_bytes {memory} exceeds the issuer maximum {max_memory}"
                         )));
                     }
                     entry.limits = *limits;
@@ -294,7 +294,7 @@ impl Registry {
                 continue;
             };
             let plugin = self.compiled_plugin(&meta.digest)?;
-            let limits = entry.limits.unwrap_or(self.limits);
+            let limits = LimitOverrides::effective(entry.limits.as_ref(), self.limits);
             let smoke = self
                 .sandbox
                 .bid(&plugin, &self.smoke_features, &config, &limits);

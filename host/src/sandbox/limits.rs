@@ -56,6 +56,52 @@ impl Limits {
     }
 }
 
+/// One plugin's limits where they differ from the service's defaults (`[limits]`): each
+/// field given replaces the default, each left out follows it. (An override that spelt
+/// out every field would pin the defaults of the day it was made; one that filled the
+/// gaps with built-in defaults would quietly loosen a tighter `[limits]`.)
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LimitOverrides {
+    /// [`Limits::fuel`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fuel: Option<u64>,
+    /// [`Limits::deadline_ms`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline_ms: Option<u64>,
+    /// [`Limits::memory_bytes`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_bytes: Option<u64>,
+    /// [`Limits::max_bids`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_bids: Option<u32>,
+    /// [`Limits::max_output_bytes`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_output_bytes: Option<u64>,
+    /// [`Limits::max_log_bytes`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_log_bytes: Option<u64>,
+}
+
+impl LimitOverrides {
+    /// `defaults` with these overrides applied.
+    pub fn over(&self, defaults: Limits) -> Limits {
+        Limits {
+            fuel: self.fuel.unwrap_or(defaults.fuel),
+            deadline_ms: self.deadline_ms.unwrap_or(defaults.deadline_ms),
+            memory_bytes: self.memory_bytes.unwrap_or(defaults.memory_bytes),
+            max_bids: self.max_bids.unwrap_or(defaults.max_bids),
+            max_output_bytes: self.max_output_bytes.unwrap_or(defaults.max_output_bytes),
+            max_log_bytes: self.max_log_bytes.unwrap_or(defaults.max_log_bytes),
+        }
+    }
+
+    /// The limits of a plugin with `overrides` (if any) under `defaults`.
+    pub fn effective(overrides: Option<&LimitOverrides>, defaults: Limits) -> Limits {
+        overrides.map_or(defaults, |o| o.over(defaults))
+    }
+}
+
 /// Engine-wide maxima, fixed when the sandbox starts: they size the pooling allocator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]

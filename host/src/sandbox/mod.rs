@@ -36,7 +36,7 @@ use crate::model::{self, Bid, Features, PluginInfo};
 pub use bindings::{BIDDER_EXPORT, WIT_VERSION};
 use bindings::{OfferPlugin, OfferPluginPre};
 pub use epoch::TICK;
-pub use limits::{EngineLimits, Limits};
+pub use limits::{EngineLimits, LimitOverrides, Limits};
 pub use outcome::{CallReport, Cost, LogLevel, LogLine, Outcome};
 use store::CallState;
 pub use store::{FIXED_WALL_CLOCK_SECS, PluginConfig};
