@@ -246,6 +246,46 @@ fn the_whole_ops_story_through_the_cli() {
         "placements",
     );
     assert_eq!(entry["placements"], json!(["app-home"]));
+
+    // Limits: each command changes only what it names; --clear drops them all.
+    let limits = |args: &[&str]| {
+        let run = admin_cli(
+            &server,
+            ops,
+            &[&["plugins", "limits", "acme/versioned"], args].concat(),
+        );
+        ok(run, "limits")["limits"].clone()
+    };
+    assert_eq!(limits(&["--fuel", "5000000"]), json!({"fuel": 5_000_000}));
+    assert_eq!(
+        limits(&["--deadline-ms", "30", "--max-bids", "8"]),
+        json!({"fuel": 5_000_000, "deadline_ms": 30, "max_bids": 8})
+    );
+    let too_big = admin_cli(
+        &server,
+        ops,
+        &[
+            "plugins",
+            "limits",
+            "acme/versioned",
+            "--memory-bytes",
+            "1099511627776",
+        ],
+    );
+    assert_eq!(too_big.code, 1, "{}", too_big.stderr);
+    assert!(
+        too_big.stderr.contains("exceeds the issuer maximum"),
+        "{}",
+        too_big.stderr
+    );
+    let nothing = admin_cli(&server, ops, &["plugins", "limits", "acme/versioned"]);
+    assert_eq!(nothing.code, 1, "{}", nothing.stderr);
+    assert!(
+        nothing.stderr.contains("name at least one limit"),
+        "{}",
+        nothing.stderr
+    );
+    assert_eq!(limits(&["--clear"]), Value::Null);
     ok(
         admin_cli(
             &server,

@@ -142,6 +142,33 @@ pub enum PluginsCommand {
         /// Placement ids, as configured.
         placements: Vec<String>,
     },
+    /// Change the plugin's own limits; those not named keep their override or follow the
+    /// service's `[limits]`.
+    Limits {
+        /// `partner/plugin`.
+        plugin: String,
+        /// Fuel per call.
+        #[arg(long)]
+        fuel: Option<u64>,
+        /// Wall-clock deadline per call, milliseconds.
+        #[arg(long)]
+        deadline_ms: Option<u64>,
+        /// Linear memory per instance, bytes (at most the engine maximum).
+        #[arg(long)]
+        memory_bytes: Option<u64>,
+        /// Most bids per call.
+        #[arg(long)]
+        max_bids: Option<u32>,
+        /// Most bytes of strings per call.
+        #[arg(long)]
+        max_output_bytes: Option<u64>,
+        /// Most log bytes per call.
+        #[arg(long)]
+        max_log_bytes: Option<u64>,
+        /// Drop every override: the plugin follows `[limits]` again.
+        #[arg(long, conflicts_with_all = ["fuel", "deadline_ms", "memory_bytes", "max_bids", "max_output_bytes", "max_log_bytes"])]
+        clear: bool,
+    },
     /// Outcome counters and quarantine state.
     Health {
         /// `partner/plugin`.
@@ -573,6 +600,46 @@ pub(super) fn plugins(conn: &Connection, cmd: PluginsCommand) -> anyhow::Result<
             &plugin,
             json!({"action": "placements", "placements": placements}),
         )?,
+        PluginsCommand::Limits {
+            plugin,
+            fuel,
+            deadline_ms,
+            memory_bytes,
+            max_bids,
+            max_output_bytes,
+            max_log_bytes,
+            clear,
+        } => {
+            let given = [
+                ("fuel", fuel),
+                ("deadline_ms", deadline_ms),
+                ("memory_bytes", memory_bytes),
+                ("max_bids", max_bids.map(u64::from)),
+                ("max_output_bytes", max_output_bytes),
+                ("max_log_bytes", max_log_bytes),
+            ];
+            let limits = if clear {
+                Value::Null
+            } else {
+                if given.iter().all(|(_, v)| v.is_none()) {
+                    bail!("name at least one limit to change (see --help), or --clear");
+                }
+                // The action replaces the overrides whole: start from the stored ones, so
+                // that this changes only what was named.
+                let entry = c.get(&plugin_path(&plugin)?)?;
+                let mut limits = match entry.get("limits") {
+                    Some(Value::Object(stored)) => stored.clone(),
+                    _ => serde_json::Map::new(),
+                };
+                for (name, value) in given {
+                    if let Some(v) = value {
+                        limits.insert(name.to_string(), json!(v));
+                    }
+                }
+                Value::Object(limits)
+            };
+            rollout(&c, &plugin, json!({"action": "limits", "limits": limits}))?
+        }
         PluginsCommand::Health { plugin } => c.get(&format!("{}/health", plugin_path(&plugin)?))?,
         PluginsCommand::Readout { plugin, json } => {
             let v = c.get(&format!("{}/readout", plugin_path(&plugin)?))?;
