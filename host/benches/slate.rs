@@ -75,11 +75,7 @@ fn main() {
     }
     c.final_summary();
 
-    let caps = if common::with_caps() {
-        "the example's 5 caps"
-    } else {
-        "no caps"
-    };
+    let caps = common::caps_label();
     println!(
         "\nhost overhead ({cores} cores, {caps}; plugin time = sum of the plugins' own time / min(plugins, cores);"
     );

@@ -49,11 +49,7 @@ fn main() {
             .expect("the child prints slates/s");
         rows.push((n, rate));
     }
-    let caps = if common::with_caps() {
-        "the example's 5 caps"
-    } else {
-        "no caps"
-    };
+    let caps = common::caps_label();
     println!(
         "\nslate throughput, {PLUGINS} plugins, {caps}, {CONCURRENCY} concurrent requests, {}s each:",
         RUN.as_secs()

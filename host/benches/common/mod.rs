@@ -31,6 +31,15 @@ pub fn with_caps() -> bool {
     std::env::var("CAPS").map_or(true, |v| v != "0")
 }
 
+/// Which caps the service runs, for a table's heading.
+pub fn caps_label() -> &'static str {
+    if with_caps() {
+        "the example's 5 caps"
+    } else {
+        "no caps"
+    }
+}
+
 /// A service with `plugins` airline plugins (and the example's caps, see [`with_caps`]),
 /// its sled store and the plugins' files in `dir`.
 pub fn service(plugins: usize, dir: &std::path::Path) -> AppState {

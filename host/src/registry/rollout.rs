@@ -285,6 +285,7 @@ impl Registry {
         }
         config.extend(set.iter().map(|(k, v)| (k.clone(), v.clone())));
         let config = std::sync::Arc::new(config);
+        let limits = LimitOverrides::effective(entry.limits.as_ref(), self.limits);
         let serving = entry
             .active
             .iter()
@@ -294,7 +295,6 @@ impl Registry {
                 continue;
             };
             let plugin = self.compiled_plugin(&meta.digest)?;
-            let limits = LimitOverrides::effective(entry.limits.as_ref(), self.limits);
             let smoke = self
                 .sandbox
                 .bid(&plugin, &self.smoke_features, &config, &limits);

@@ -322,13 +322,13 @@ impl<'a> CapCheck<'a> {
                 }
             };
         }
-        self.pending.resize(self.index.len(), 0);
         at
     }
 
     /// The keys listed, by index, for the store to read. No offer may be listed after.
     pub fn take_keys(&mut self) -> Vec<String> {
         self.keys_taken = true;
+        self.pending = vec![0; self.index.len()];
         let mut keys = vec![String::new(); self.index.len()];
         for (key, i) in self.index.drain() {
             keys[i as usize] = key;
