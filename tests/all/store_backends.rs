@@ -225,11 +225,9 @@ fn counter_buckets_expire_at_their_time_on_redis() {
         .unwrap();
     for key in ["", ":r", ":r:m"] {
         let key = format!("{prefix}ctr:{{agg|2001-02-03}}{key}");
-        let at: i64 = redis::cmd("EXPIRETIME")
-            .arg(&key)
-            .query(&mut redis)
-            .unwrap();
-        assert_eq!(at, (now + 3600) as i64, "{key}");
+        // TTL, not EXPIRETIME, which needs Redis 7: the distributions' packages vary.
+        let ttl: i64 = redis::cmd("TTL").arg(&key).query(&mut redis).unwrap();
+        assert!((3590..=3600).contains(&ttl), "{key}: ttl {ttl}");
     }
 }
 
