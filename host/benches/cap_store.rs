@@ -75,6 +75,8 @@ fn bench(c: &mut Criterion) {
         count: 10,
     };
     let subject = SubjectKey::new("salt", "bench-subject");
+    // A subject with no impressions yet: every counter read finds nothing.
+    let newcomer = SubjectKey::new("salt", "new-subject");
     let n = AtomicU64::new(0);
 
     let mut group = c.benchmark_group("cap_store");
@@ -92,7 +94,13 @@ fn bench(c: &mut Criterion) {
                 .unwrap();
         }
         group.bench_function(format!("{name}/read_13_counters"), |b| {
-            b.iter(|| store.cap_histories(&subject, &keys).unwrap())
+            b.iter(|| store.cap_histories(&subject, &keys, false).unwrap())
+        });
+        group.bench_function(format!("{name}/read_13_counters_with_totals"), |b| {
+            b.iter(|| store.cap_histories(&subject, &keys, true).unwrap())
+        });
+        group.bench_function(format!("{name}/read_13_counters_of_a_new_subject"), |b| {
+            b.iter(|| store.cap_histories(&newcomer, &keys, false).unwrap())
         });
         group.bench_function(format!("{name}/record_impression"), |b| {
             b.iter(|| {

@@ -237,11 +237,12 @@ impl Store for FlakyStore {
         &self,
         s: &SubjectKey,
         keys: &[String],
+        lifetime: bool,
     ) -> Result<Vec<CapHistory>, StoreError> {
         if self.caps_down.load(Ordering::SeqCst) {
             return Err(StoreError::Backend("disk on fire at /secret/path".into()));
         }
-        self.inner.cap_histories(s, keys)
+        self.inner.cap_histories(s, keys, lifetime)
     }
     fn record_event(
         &self,

@@ -141,7 +141,7 @@ fn events_count_once_and_histories_follow_windows() {
             seen("ev"),
             "{name}"
         );
-        let h = store.cap_histories(&s, &keys).unwrap();
+        let h = store.cap_histories(&s, &keys, true).unwrap();
         assert_eq!(h[0].lifetime, 2, "{name}");
         assert_eq!(h[0].recent, vec![1000, 1500], "{name}");
         assert_eq!(h[1].lifetime, 1, "{name}");
@@ -151,12 +151,15 @@ fn events_count_once_and_histories_follow_windows() {
         store
             .record_event("e3", "ev", &s, &keys[..1], 1000 + 3600 + 1, RETAIN)
             .unwrap();
-        let h = store.cap_histories(&s, &keys[..1]).unwrap();
+        let h = store.cap_histories(&s, &keys[..1], true).unwrap();
         assert_eq!(h[0].recent, vec![1500, 4601], "{name}");
         assert_eq!(h[0].lifetime, 3, "{name}");
         // Unknown counters are empty, not errors.
         assert_eq!(
-            store.cap_histories(&subject("nobody"), &keys).unwrap()[0].lifetime,
+            store
+                .cap_histories(&subject("nobody"), &keys, true)
+                .unwrap()[0]
+                .lifetime,
             0,
             "{name}"
         );
@@ -271,9 +274,55 @@ fn concurrent_increments_are_exact() {
             .collect();
         let new: u64 = threads.into_iter().map(|t| t.join().unwrap()).sum();
         assert_eq!(new, 400, "{name}");
-        let h = store.cap_histories(&s, &keys).unwrap();
+        let h = store.cap_histories(&s, &keys, true).unwrap();
         assert_eq!(h[0].lifetime, 400, "{name}: no lost or double counts");
         assert_eq!(h[0].recent.len(), 400, "{name}");
+    }
+}
+
+/// A counter with no impression inside the longest window for a while still counts for
+/// lifetime caps, and counts on from its total when it is shown again.
+#[test]
+fn quiet_counters_keep_their_lifetime_totals() {
+    for (name, store, _dir) in backends("quiet") {
+        let s = subject("erin");
+        let offer = "offer:p/o".to_string();
+        let keys = vec![offer.clone(), "slate".to_string()];
+        store
+            .record_event("q1", "ev", &s, &keys, 1000, RETAIN)
+            .unwrap();
+        store
+            .record_event("q2", "ev", &s, &keys, 1010, RETAIN)
+            .unwrap();
+        // Past the longest window (an hour) for the offer; the slate counter goes on.
+        let later = 1010 + 3600 + 1;
+        store
+            .record_event("q3", "ev", &s, &keys[1..], later, RETAIN)
+            .unwrap();
+        let h = store.cap_histories(&s, &keys, true).unwrap();
+        assert_eq!(h[0].lifetime, 2, "{name}: the quiet offer's total");
+        assert_eq!(h[0].count(Window::Hours(1), later), 0, "{name}");
+        assert_eq!(h[1].lifetime, 3, "{name}");
+        assert_eq!(h[1].count(Window::Hours(1), later), 1, "{name}");
+        // Without lifetime totals the windows still count right.
+        let h = store.cap_histories(&s, &keys, false).unwrap();
+        assert_eq!(h[0].count(Window::Hours(1), later), 0, "{name}");
+        assert_eq!(h[1].count(Window::Hours(1), later), 1, "{name}");
+
+        // A lifetime cap of 2 on the offer holds; a window cap lets it through.
+        let ever = vec![(offer.clone(), None, 2u32)];
+        let hourly = vec![(offer.clone(), Some(3600u64), 2u32)];
+        let reserve = |id: &str, limits: &[(String, Option<u64>, u32)]| {
+            store
+                .try_reserve(id, "r", &s, limits, &keys, later + 5, RETAIN)
+                .unwrap()
+        };
+        assert_eq!(reserve("q4", &ever), Reservation::Capped, "{name}");
+        assert_eq!(reserve("q5", &hourly), Reservation::Made, "{name}");
+        let h = store.cap_histories(&s, &keys, true).unwrap();
+        assert_eq!(h[0].lifetime, 3, "{name}: counted on from the total");
+        assert_eq!(h[0].count(Window::Hours(1), later + 5), 1, "{name}");
+        assert_eq!(h[1].lifetime, 4, "{name}");
     }
 }
 
@@ -310,7 +359,7 @@ fn reservations_never_overshoot_under_concurrency() {
         let granted: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
         assert_eq!(granted, 5, "{name}");
         assert_eq!(
-            store.cap_histories(&s, &keys).unwrap()[0].lifetime,
+            store.cap_histories(&s, &keys, true).unwrap()[0].lifetime,
             5,
             "{name}"
         );

@@ -299,6 +299,11 @@ impl<'a> CapCheck<'a> {
         self.caps.is_empty()
     }
 
+    /// Whether some cap counts impressions ever, so the check needs lifetime totals.
+    pub fn has_lifetime_cap(&self) -> bool {
+        self.caps.iter().any(|c| c.window == Window::Lifetime)
+    }
+
     /// Lists the keys of an offer for the scopes the caps cover; where they are.
     pub fn offer(&mut self, partner: &str, offer_id: &str, category: &str) -> OfferCounters {
         assert!(

@@ -557,8 +557,9 @@ impl SlateService {
             Some(cap_check)
         } else {
             let (who, wanted) = (subject.clone(), keys.len());
+            let lifetime = cap_check.has_lifetime_cap();
             match self
-                .io_for(&mut busy, move |s| s.cap_histories(&who, &keys))
+                .io_for(&mut busy, move |s| s.cap_histories(&who, &keys, lifetime))
                 .await
             {
                 Ok(histories) if histories.len() == wanted => {

@@ -299,10 +299,14 @@ pub trait Store: Send + Sync + 'static {
     /// A served slate by id (expired ones are `None`).
     fn slate(&self, slate_id: &str, now: u64) -> Result<Option<SlateRecord>, StoreError>;
     /// The cap histories of `subject` for `keys`, in the same order (empty if none).
+    /// Lifetime totals are read only when `lifetime` is true (some cap is a lifetime
+    /// cap); otherwise a history's `lifetime` may be short, so that a store can leave
+    /// out counters with no recent impressions.
     fn cap_histories(
         &self,
         subject: &SubjectKey,
         keys: &[String],
+        lifetime: bool,
     ) -> Result<Vec<CapHistory>, StoreError>;
     /// Records event `event_id`, described by `what`, once. When it is new, also adds one
     /// impression at `now` to each of `cap_keys` of `subject`; when it is not, says what

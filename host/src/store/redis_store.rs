@@ -303,18 +303,25 @@ impl Store for RedisStore {
         &self,
         subject: &SubjectKey,
         keys: &[String],
+        lifetime: bool,
     ) -> Result<Vec<CapHistory>, StoreError> {
         let mut pipe = redis::pipe();
         for k in keys {
             let (times, total) = self.cap_keys(subject, k);
-            pipe.zrange_withscores(times, 0, -1).get(total);
+            pipe.zrange_withscores(times, 0, -1);
+            if lifetime {
+                pipe.get(total);
+            }
         }
         let replies: Vec<redis::Value> = self.conn()?.pipe(&pipe).map_err(backend)?;
         let mut out = Vec::with_capacity(keys.len());
-        for pair in replies.chunks(2) {
+        for reply in replies.chunks(if lifetime { 2 } else { 1 }) {
             let times: Vec<(String, f64)> =
-                redis::from_redis_value(pair[0].clone()).map_err(backend)?;
-            let total: Option<u64> = redis::from_redis_value(pair[1].clone()).map_err(backend)?;
+                redis::from_redis_value(reply[0].clone()).map_err(backend)?;
+            let total: Option<u64> = match reply.get(1) {
+                Some(total) => redis::from_redis_value(total.clone()).map_err(backend)?,
+                None => None,
+            };
             let mut recent: Vec<u64> = times.into_iter().map(|(_, t)| t as u64).collect();
             recent.sort_unstable();
             out.push(CapHistory {

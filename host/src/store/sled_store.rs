@@ -1,5 +1,8 @@
 //! The embedded sled backend.
 
+mod caps;
+
+use std::borrow::Cow;
 use std::path::Path;
 
 use serde::Serialize;
@@ -24,7 +27,11 @@ pub struct SledStore {
     /// Slate records grouped by the millisecond their slate started (see
     /// [`slate_window`]).
     windows: sled::Tree,
-    caps: sled::Tree,
+    /// Each subject's counters with impressions inside the longest cap window, one
+    /// record per subject (see [`caps`]).
+    cap_recent: sled::Tree,
+    /// Lifetime totals of the other counters: subject `|` counter key, then 8 bytes.
+    cap_totals: sled::Tree,
     events: sled::Tree,
     registry: sled::Tree,
     audit: sled::Tree,
@@ -146,10 +153,6 @@ fn remove_prefix(tree: &sled::Tree, prefix: &[u8]) -> Result<u64, StoreError> {
 /// Most keys [`remove_prefix`] removes in one batch.
 const REMOVE_BATCH: usize = 10_000;
 
-fn cap_key(subject: &SubjectKey, key: &str) -> String {
-    format!("{}|{key}", subject.0)
-}
-
 /// Whether opening failed because another handle holds the database's lock. sled reports
 /// that as an error of kind `Other` whose message carries the `WouldBlock` it got.
 fn lock_held(e: &std::io::Error) -> bool {
@@ -186,7 +189,7 @@ impl SledStore {
             }
         };
         let tree = |name: &str| db.open_tree(name).map_err(backend);
-        Ok(SledStore {
+        let store = SledStore {
             profiles: tree("profiles")?,
             slates: tree("slates")?,
             windows: {
@@ -194,7 +197,8 @@ impl SledStore {
                 windows.set_merge_operator(append);
                 windows
             },
-            caps: tree("caps")?,
+            cap_recent: tree("cap_recent")?,
+            cap_totals: tree("cap_totals")?,
             events: tree("events")?,
             registry: tree("registry")?,
             audit: tree("audit")?,
@@ -203,7 +207,9 @@ impl SledStore {
             members: tree("members")?,
             counter_expiry: tree("counter_expiry")?,
             db,
-        })
+        };
+        caps::move_per_key_counters(&store.db, &store.cap_recent, &store.cap_totals)?;
+        Ok(store)
     }
 }
 
@@ -284,14 +290,28 @@ impl Store for SledStore {
         &self,
         subject: &SubjectKey,
         keys: &[String],
+        lifetime: bool,
     ) -> Result<Vec<CapHistory>, StoreError> {
+        let who = subject.0.as_str();
+        let record = self.cap_recent.get(who).map_err(backend)?;
+        let counters = match &record {
+            Some(bytes) => caps::decode_counters(who, bytes)?,
+            None => Vec::new(),
+        };
         keys.iter()
-            .map(|k| {
-                let key = cap_key(subject, k);
-                match self.caps.get(&key).map_err(backend)? {
-                    Some(bytes) => decode(&key, &bytes),
-                    None => Ok(CapHistory::default()),
+            .map(|k| match caps::find(&counters, k) {
+                Ok(i) => Ok(counters[i].history.clone()),
+                Err(_) if lifetime => {
+                    let total = self.cap_totals.get(caps::total_key(who, k));
+                    Ok(CapHistory {
+                        lifetime: match total.map_err(backend)? {
+                            Some(bytes) => caps::decode_total(who, k, &bytes)?,
+                            None => 0,
+                        },
+                        recent: Vec::new(),
+                    })
                 }
+                Err(_) => Ok(CapHistory::default()),
             })
             .collect()
     }
@@ -306,16 +326,28 @@ impl Store for SledStore {
         now: u64,
         retention: Retention,
     ) -> Result<Reservation, StoreError> {
-        let result = (&self.events, &self.caps).transaction(|(events, caps)| {
-            let read = |key: &str| -> Result<CapHistory, ConflictableTransactionError<StoreError>> {
-                match caps.get(key)? {
-                    Some(bytes) => decode(key, &bytes).map_err(ConflictableTransactionError::Abort),
-                    None => Ok(CapHistory::default()),
+        let who = subject.0.as_str();
+        let abort = ConflictableTransactionError::Abort;
+        let trees = (&self.events, &self.cap_recent, &self.cap_totals);
+        let result = trees.transaction(|(events, recent, totals)| {
+            let total = |key: &str| -> Result<u64, ConflictableTransactionError<StoreError>> {
+                match totals.get(caps::total_key(who, key))? {
+                    Some(bytes) => caps::decode_total(who, key, &bytes).map_err(abort),
+                    None => Ok(0),
                 }
             };
+            let counts = !limits.is_empty() || !cap_keys.is_empty();
+            let record = if counts { recent.get(who)? } else { None };
+            let mut counters = match &record {
+                Some(bytes) => caps::decode_counters(who, bytes).map_err(abort)?,
+                None => Vec::new(),
+            };
             for (k, window, max) in limits {
-                let history = read(&cap_key(subject, k))?;
-                let seen = history.count_within(*window, now);
+                let seen = match caps::find(&counters, k) {
+                    Ok(i) => counters[i].history.count_within(*window, now),
+                    Err(_) if window.is_none() => total(k)?,
+                    Err(_) => 0,
+                };
                 if seen >= *max as u64 {
                     return Ok(Reservation::Capped);
                 }
@@ -330,11 +362,44 @@ impl Store for SledStore {
             let mut value = now.to_be_bytes().to_vec();
             value.extend_from_slice(what.as_bytes());
             events.insert(event_id.as_bytes(), value)?;
+            if cap_keys.is_empty() {
+                return Ok(Reservation::Made);
+            }
             for k in cap_keys {
-                let key = cap_key(subject, k);
-                let mut history = read(&key)?;
-                history.record(now, retention);
-                caps.insert(key.as_bytes(), encode(&history))?;
+                let i = match caps::find(&counters, k) {
+                    Ok(i) => i,
+                    Err(i) => {
+                        // Back from the totals, if it was there: one place per counter.
+                        let lifetime = total(k)?;
+                        if lifetime > 0 {
+                            totals.remove(caps::total_key(who, k).as_bytes())?;
+                        }
+                        let history = CapHistory {
+                            lifetime,
+                            recent: Vec::new(),
+                        };
+                        let key = Cow::Owned(k.clone());
+                        counters.insert(i, caps::Counter { key, history });
+                        i
+                    }
+                };
+                counters[i].history.record(now, retention);
+            }
+            // Counters with nothing left inside the longest window keep only their total.
+            let mut kept = Vec::with_capacity(counters.len());
+            for counter in counters {
+                if caps::is_recent(&counter.history, now, retention) {
+                    kept.push(counter);
+                } else {
+                    let key = caps::total_key(who, &counter.key);
+                    let bytes = caps::encode_total(counter.history.lifetime);
+                    totals.insert(key.as_bytes(), &bytes)?;
+                }
+            }
+            if kept.is_empty() {
+                recent.remove(who)?;
+            } else {
+                recent.insert(who, caps::encode_counters(&kept))?;
             }
             Ok(Reservation::Made)
         });
@@ -592,6 +657,67 @@ impl Store for SledStore {
 mod tests {
     use super::*;
     use crate::store::ServedOffer;
+
+    /// Counters stored one key each, as before subject records, are moved into them
+    /// when the store opens (those with no timestamps as totals), and read as before.
+    #[test]
+    fn per_key_counters_move_into_subject_records_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let history = |lifetime, recent: &[u64]| CapHistory {
+            lifetime,
+            recent: recent.to_vec(),
+        };
+        let old = [
+            ("aa|offer:p/o", history(4, &[100, 200])),
+            ("aa|slate", history(9, &[])),
+            ("bb|partner:p", history(1, &[300])),
+            ("nobar", history(1, &[1])),
+        ];
+        {
+            let db = sled::open(dir.path()).unwrap();
+            let caps = db.open_tree("caps").unwrap();
+            for (key, h) in &old {
+                caps.insert(key, encode(h)).unwrap();
+            }
+            caps.insert("cc|broken", &b"{not json"[..]).unwrap();
+            db.flush().unwrap();
+        }
+        let keys = |ks: &[&str]| ks.iter().map(|k| k.to_string()).collect::<Vec<_>>();
+        for round in 0..2 {
+            let store = SledStore::open(dir.path()).unwrap();
+            let aa = SubjectKey("aa".into());
+            let got = store
+                .cap_histories(&aa, &keys(&["offer:p/o", "slate", "none"]), true)
+                .unwrap();
+            assert_eq!(
+                got,
+                [history(4, &[100, 200]), history(9, &[]), history(0, &[])],
+                "round {round}"
+            );
+            let bb = SubjectKey("bb".into());
+            let got = store.cap_histories(&bb, &keys(&["partner:p"]), false);
+            assert_eq!(got.unwrap(), [history(1, &[300])], "round {round}");
+            assert!(
+                !store.db.tree_names().iter().any(|n| n.as_ref() == b"caps"),
+                "the old tree is gone"
+            );
+            // The totals are where the reservations look for them.
+            let limit = [("slate".to_string(), None, 9)];
+            let done = store.try_reserve(
+                "e",
+                "r",
+                &aa,
+                &limit,
+                &[],
+                500,
+                Retention {
+                    seconds: 3600,
+                    count: 10,
+                },
+            );
+            assert_eq!(done.unwrap(), Reservation::Capped, "round {round}");
+        }
+    }
 
     /// An id as the service makes them: the low 48 bits of the slate's start in unix
     /// microseconds, then a hash.
