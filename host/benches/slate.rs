@@ -3,7 +3,7 @@
 //! Every plugin is the airline example (it bids for the request's high-value traveller),
 //! each partner's copy a plugin of its own (see `common`), under the example
 //! configuration's five frequency caps (`CAPS=0` leaves them out); the subject has no
-//! impressions yet, so every counter read finds nothing. `cargo bench -p offerhost
+//! impressions yet, so the counter read finds nothing. `cargo bench -p offerhost
 //! --bench slate`.
 //!
 //! Each row gets its own service, built before the row and dropped after it, so only one
