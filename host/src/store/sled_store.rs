@@ -369,11 +369,11 @@ impl Store for SledStore {
                 let i = match caps::find(&counters, k) {
                     Ok(i) => i,
                     Err(i) => {
-                        // Back from the totals, if it was there: one place per counter.
+                        // Back from its total, if it has one. The total stays: the
+                        // record is read first, and the total is overwritten when the
+                        // counter leaves the record again. (Removing it here would let
+                        // a read that missed the record between the two find neither.)
                         let lifetime = total(k)?;
-                        if lifetime > 0 {
-                            totals.remove(caps::total_key(who, k).as_bytes())?;
-                        }
                         let history = CapHistory {
                             lifetime,
                             recent: Vec::new(),
@@ -659,7 +659,9 @@ mod tests {
     use crate::store::ServedOffer;
 
     /// Counters stored one key each, as before subject records, are moved into them
-    /// when the store opens (those with no timestamps as totals), and read as before.
+    /// when the store opens (those with no timestamps as totals), added to what the new
+    /// layout already holds (a store upgraded, downgraded and upgraded again), and read
+    /// as before; entries that cannot be read are kept aside.
     #[test]
     fn per_key_counters_move_into_subject_records_on_open() {
         let dir = tempfile::tempdir().unwrap();
@@ -667,56 +669,139 @@ mod tests {
             lifetime,
             recent: recent.to_vec(),
         };
-        let old = [
-            ("aa|offer:p/o", history(4, &[100, 200])),
-            ("aa|slate", history(9, &[])),
-            ("bb|partner:p", history(1, &[300])),
-            ("nobar", history(1, &[1])),
-        ];
+        let retention = Retention {
+            seconds: 3600,
+            count: 10,
+        };
+        let aa = SubjectKey("aa".into());
+        let keys = |ks: &[&str]| ks.iter().map(|k| k.to_string()).collect::<Vec<_>>();
+        {
+            // Counted by this version first: `offer:p/o` in aa's record, `slate` a total.
+            let store = SledStore::open(dir.path()).unwrap();
+            let both = keys(&["offer:p/o", "slate"]);
+            store
+                .record_event("e0", "r", &aa, &both, 50, retention)
+                .unwrap();
+            store
+                .record_event("e1", "r", &aa, &both[..1], 4_000, retention)
+                .unwrap();
+            let got = store.cap_histories(&aa, &both, true).unwrap();
+            assert_eq!(got, [history(2, &[4_000]), history(1, &[])]);
+        }
         {
             let db = sled::open(dir.path()).unwrap();
             let caps = db.open_tree("caps").unwrap();
+            let old = [
+                ("aa|offer:p/o", history(4, &[100, 200])),
+                ("aa|slate", history(9, &[])),
+                ("aa|partner:p", history(3, &[])),
+                ("bb|partner:p", history(1, &[300])),
+            ];
             for (key, h) in &old {
                 caps.insert(key, encode(h)).unwrap();
             }
+            caps.insert("nobar", encode(&history(1, &[1]))).unwrap();
             caps.insert("cc|broken", &b"{not json"[..]).unwrap();
             db.flush().unwrap();
         }
-        let keys = |ks: &[&str]| ks.iter().map(|k| k.to_string()).collect::<Vec<_>>();
         for round in 0..2 {
             let store = SledStore::open(dir.path()).unwrap();
-            let aa = SubjectKey("aa".into());
             let got = store
-                .cap_histories(&aa, &keys(&["offer:p/o", "slate", "none"]), true)
+                .cap_histories(
+                    &aa,
+                    &keys(&["offer:p/o", "slate", "partner:p", "none"]),
+                    true,
+                )
                 .unwrap();
-            assert_eq!(
-                got,
-                [history(4, &[100, 200]), history(9, &[]), history(0, &[])],
-                "round {round}"
-            );
+            let want = [
+                history(6, &[100, 200, 4_000]),
+                history(10, &[]),
+                history(3, &[]),
+                history(0, &[]),
+            ];
+            assert_eq!(got, want, "round {round}");
             let bb = SubjectKey("bb".into());
             let got = store.cap_histories(&bb, &keys(&["partner:p"]), false);
             assert_eq!(got.unwrap(), [history(1, &[300])], "round {round}");
+            let names = store.db.tree_names();
             assert!(
-                !store.db.tree_names().iter().any(|n| n.as_ref() == b"caps"),
-                "the old tree is gone"
+                !names.iter().any(|n| n.as_ref() == b"caps"),
+                "old tree gone"
             );
+            let aside = store.db.open_tree("caps_unreadable").unwrap();
+            let kept: Vec<_> = aside.iter().keys().map(|k| k.unwrap().to_vec()).collect();
+            assert_eq!(kept, [b"cc|broken".to_vec(), b"nobar".to_vec()]);
             // The totals are where the reservations look for them.
-            let limit = [("slate".to_string(), None, 9)];
-            let done = store.try_reserve(
-                "e",
-                "r",
-                &aa,
-                &limit,
-                &[],
-                500,
-                Retention {
-                    seconds: 3600,
-                    count: 10,
-                },
-            );
+            let limit = [("slate".to_string(), None, 10)];
+            let done = store.try_reserve("e", "r", &aa, &limit, &[], 500, retention);
             assert_eq!(done.unwrap(), Reservation::Capped, "round {round}");
         }
+    }
+
+    /// A subject's record holds only counters with an impression inside the longest
+    /// window: a quiet one leaves it for its total at the subject's next write, and
+    /// comes back counting on when it is shown again.
+    #[test]
+    fn quiet_counters_leave_the_subject_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let retention = Retention {
+            seconds: 3600,
+            count: 10,
+        };
+        let s = SubjectKey("dd".into());
+        let (offer, slate) = ("offer:p/o".to_string(), "slate".to_string());
+        let in_record = |store: &SledStore| -> Vec<String> {
+            let bytes = store.cap_recent.get("dd").unwrap().unwrap();
+            let counters = caps::decode_counters("dd", &bytes).unwrap();
+            counters.iter().map(|c| c.key.to_string()).collect()
+        };
+        let total = |store: &SledStore, key: &str| {
+            let bytes = store.cap_totals.get(caps::total_key("dd", key)).unwrap();
+            bytes.map(|b| caps::decode_total("dd", key, &b).unwrap())
+        };
+        let both = [offer.clone(), slate.clone()];
+        store
+            .record_event("a", "r", &s, &both, 1_000, retention)
+            .unwrap();
+        assert_eq!(in_record(&store), [offer.as_str(), slate.as_str()]);
+        store
+            .record_event("b", "r", &s, &both[1..], 4_601, retention)
+            .unwrap();
+        assert_eq!(in_record(&store), [slate.as_str()], "the offer left");
+        assert_eq!(total(&store, &offer), Some(1));
+
+        store
+            .record_event("c", "r", &s, &both[..1], 4_700, retention)
+            .unwrap();
+        assert_eq!(in_record(&store), [offer.as_str(), slate.as_str()], "back");
+        let got = store.cap_histories(&s, &both[..1], true).unwrap();
+        assert_eq!(got[0].lifetime, 2, "counted on from its total");
+        assert_eq!(got[0].recent, [4_700]);
+
+        // An event that counts nothing leaves the record as it is.
+        store
+            .record_event("d", "r", &s, &[], 9_000, retention)
+            .unwrap();
+        assert_eq!(in_record(&store), [offer.as_str(), slate.as_str()]);
+        store
+            .record_event("e", "r", &s, &both[1..], 20_000, retention)
+            .unwrap();
+        assert_eq!(in_record(&store), [slate.as_str()]);
+        assert_eq!(total(&store, &offer), Some(2));
+        // With no finite window left in the caps, nothing stays in the record.
+        let none = Retention {
+            seconds: 0,
+            count: 0,
+        };
+        store
+            .record_event("f", "r", &s, &both[1..], 20_001, none)
+            .unwrap();
+        assert!(
+            store.cap_recent.get("dd").unwrap().is_none(),
+            "no record left"
+        );
+        assert_eq!(total(&store, &slate), Some(4));
     }
 
     /// An id as the service makes them: the low 48 bits of the slate's start in unix

@@ -11,6 +11,8 @@
 use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
+use sled::Transactional;
+use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 
 use super::super::{StoreError, backend, decode};
 use crate::slate::caps::{CapHistory, Retention};
@@ -78,101 +80,169 @@ pub(super) fn is_recent(history: &CapHistory, now: u64, retention: Retention) ->
 
 /// Moves the counters kept one key each (the layout before subject records, in tree
 /// `caps`) into the subject records and totals, then drops the old tree. Run when the
-/// store opens, before anything reads caps. Rerunning after a crash partway is safe: a
-/// counter moved twice is written with the same value.
+/// store opens, before anything reads caps. Each subject moves in one transaction that
+/// also removes its old keys, so a start interrupted partway moves the rest at the next
+/// one and nothing is counted twice. Counters already in the new layout (a store
+/// upgraded, downgraded and upgraded again) are added to, not replaced. Old entries
+/// that cannot be read are kept as they were in tree `caps_unreadable`.
 pub(super) fn move_per_key_counters(
     db: &sled::Db,
     recent: &sled::Tree,
     totals: &sled::Tree,
 ) -> Result<(), StoreError> {
     const OLD: &str = "caps";
+    const UNREADABLE: &str = "caps_unreadable";
     if !db.tree_names().iter().any(|n| n.as_ref() == OLD.as_bytes()) {
         return Ok(());
     }
     let old = db.open_tree(OLD).map_err(backend)?;
-    let total = old.len();
-    if total > 0 {
-        tracing::info!(
-            counters = total,
-            "moving cap counters to one record per subject (once, at this upgrade)"
-        );
+    if !old.is_empty() {
+        tracing::info!("moving cap counters to one record per subject (once, at this upgrade)");
     }
-    let (mut moved, mut skipped) = (0usize, 0usize);
-    // The old tree is ordered by key, so one subject's counters come together.
-    let mut subject = String::new();
-    let mut pending: Vec<(String, CapHistory)> = Vec::new();
+    let (mut moved, mut unreadable) = (0usize, 0usize);
+    // The old tree is ordered by key, so one subject's counters come together. Whole
+    // subjects go in batches of about MOVE_BATCH counters, one transaction each.
+    let mut pending: Vec<(String, Vec<OldCounter>)> = Vec::new();
+    let mut in_batch = 0;
     for entry in old.iter() {
         let (key, bytes) = entry.map_err(backend)?;
-        let text = String::from_utf8_lossy(&key);
-        let Some((who, counter)) = text.split_once('|') else {
-            tracing::warn!(key = %text, "skipping a cap counter with no subject in its key");
-            skipped += 1;
-            continue;
+        let text = String::from_utf8_lossy(&key).into_owned();
+        let parsed = match text.split_once('|') {
+            Some((who, counter)) => decode::<CapHistory>(&format!("caps/{text}"), &bytes)
+                .map(|history| (who.to_string(), counter.to_string(), history))
+                .map_err(|e| e.to_string()),
+            None => Err("no subject in the key".to_string()),
         };
-        let history: CapHistory = match decode(&format!("caps/{text}"), &bytes) {
-            Ok(h) => h,
-            Err(e) => {
-                tracing::warn!(error = %e, "skipping a cap counter that does not decode");
-                skipped += 1;
+        let (who, counter, history) = match parsed {
+            Ok(found) => found,
+            Err(error) => {
+                tracing::warn!(
+                    key = %text,
+                    %error,
+                    "a cap counter that cannot be read is kept aside in tree {UNREADABLE}"
+                );
+                db.open_tree(UNREADABLE)
+                    .and_then(|aside| aside.insert(&key, bytes))
+                    .map_err(backend)?;
+                old.remove(&key).map_err(backend)?;
+                unreadable += 1;
                 continue;
             }
         };
-        if who != subject {
-            store_subject(recent, totals, &subject, &mut pending)?;
-            subject = who.to_string();
+        if pending.last().is_none_or(|(subject, _)| *subject != who) {
+            if in_batch >= MOVE_BATCH {
+                store_subjects(&old, recent, totals, &pending)?;
+                pending.clear();
+                in_batch = 0;
+            }
+            pending.push((who, Vec::new()));
         }
-        pending.push((counter.to_string(), history));
+        if let Some((_, counters)) = pending.last_mut() {
+            counters.push(OldCounter {
+                old_key: key,
+                counter,
+                history,
+            });
+        }
+        in_batch += 1;
         moved += 1;
         if moved.is_multiple_of(100_000) {
-            tracing::info!(moved, of = total, "moving cap counters");
+            tracing::info!(moved, "moving cap counters");
         }
     }
-    store_subject(recent, totals, &subject, &mut pending)?;
-    recent.flush().map_err(backend)?;
-    totals.flush().map_err(backend)?;
+    store_subjects(&old, recent, totals, &pending)?;
+    db.flush().map_err(backend)?;
     db.drop_tree(OLD).map_err(backend)?;
-    if total > 0 {
-        tracing::info!(moved, skipped, "cap counters moved");
+    if moved + unreadable > 0 {
+        tracing::info!(moved, unreadable, "cap counters moved");
     }
     Ok(())
 }
 
-/// Writes one subject's counters from the old layout: those with timestamps into its
-/// record (replacing any entry of the same key), the others as totals.
-fn store_subject(
+/// About how many counters [`move_per_key_counters`] moves in one transaction.
+const MOVE_BATCH: usize = 1_000;
+
+/// One counter of the old layout, with its key there.
+struct OldCounter {
+    old_key: sled::IVec,
+    counter: String,
+    history: CapHistory,
+}
+
+/// Moves subjects' counters from the old layout, adding them to what the new one holds:
+/// those with timestamps into the subject's record, the others to their totals.
+fn store_subjects(
+    old: &sled::Tree,
     recent: &sled::Tree,
     totals: &sled::Tree,
-    subject: &str,
-    pending: &mut Vec<(String, CapHistory)>,
+    subjects: &[(String, Vec<OldCounter>)],
 ) -> Result<(), StoreError> {
-    if pending.is_empty() {
+    if subjects.is_empty() {
         return Ok(());
     }
-    let existing = recent.get(subject).map_err(backend)?;
+    let result = (old, recent, totals).transaction(|(old, recent, totals)| {
+        for (subject, pending) in subjects {
+            move_subject(old, recent, totals, subject, pending)?;
+        }
+        Ok(())
+    });
+    match result {
+        Ok(()) => Ok(()),
+        Err(TransactionError::Abort(e)) => Err(e),
+        Err(TransactionError::Storage(e)) => Err(backend(e)),
+    }
+}
+
+/// One subject's part of [`store_subjects`].
+fn move_subject(
+    old: &TransactionalTree,
+    recent: &TransactionalTree,
+    totals: &TransactionalTree,
+    subject: &str,
+    pending: &[OldCounter],
+) -> Result<(), ConflictableTransactionError<StoreError>> {
+    let abort = ConflictableTransactionError::Abort;
+    let existing = recent.get(subject)?;
     let mut counters = match &existing {
-        Some(bytes) => decode_counters(subject, bytes)?,
+        Some(bytes) => decode_counters(subject, bytes).map_err(abort)?,
         None => Vec::new(),
     };
-    let before = counters.len();
-    for (key, history) in pending.drain(..) {
-        if history.recent.is_empty() {
-            (totals.insert(total_key(subject, &key), &encode_total(history.lifetime)))
-                .map_err(backend)?;
-            continue;
+    for OldCounter {
+        old_key,
+        counter,
+        history,
+    } in pending
+    {
+        match find(&counters, counter) {
+            Ok(i) => {
+                let into = &mut counters[i].history;
+                into.lifetime += history.lifetime;
+                into.recent.extend_from_slice(&history.recent);
+                into.recent.sort_unstable();
+            }
+            Err(i) => {
+                let key = total_key(subject, counter);
+                let total = match totals.get(key.as_bytes())? {
+                    Some(bytes) => decode_total(subject, counter, &bytes).map_err(abort)?,
+                    None => 0,
+                };
+                let lifetime = total + history.lifetime;
+                if history.recent.is_empty() {
+                    totals.insert(key.as_bytes(), &encode_total(lifetime))?;
+                } else {
+                    let history = CapHistory {
+                        lifetime,
+                        recent: history.recent.clone(),
+                    };
+                    let key = Cow::Owned(counter.clone());
+                    counters.insert(i, Counter { key, history });
+                }
+            }
         }
-        match find(&counters, &key) {
-            Ok(i) => counters[i].history = history,
-            Err(i) => counters.insert(
-                i,
-                Counter {
-                    key: Cow::Owned(key),
-                    history,
-                },
-            ),
-        }
+        old.remove(old_key)?;
     }
-    if !counters.is_empty() || before > 0 {
-        (recent.insert(subject, encode_counters(&counters))).map_err(backend)?;
+    if !counters.is_empty() {
+        recent.insert(subject.as_bytes(), encode_counters(&counters))?;
     }
     Ok(())
 }
