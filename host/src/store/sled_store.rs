@@ -32,6 +32,9 @@ pub struct SledStore {
     cap_recent: sled::Tree,
     /// Lifetime totals of the other counters: subject `|` counter key, then 8 bytes.
     cap_totals: sled::Tree,
+    /// Subject records that no longer decode, as they were, set aside by the subject's
+    /// next write so that its caps count again.
+    cap_damaged: sled::Tree,
     events: sled::Tree,
     registry: sled::Tree,
     audit: sled::Tree,
@@ -199,6 +202,7 @@ impl SledStore {
             },
             cap_recent: tree("cap_recent")?,
             cap_totals: tree("cap_totals")?,
+            cap_damaged: tree("cap_damaged")?,
             events: tree("events")?,
             registry: tree("registry")?,
             audit: tree("audit")?,
@@ -210,6 +214,32 @@ impl SledStore {
         };
         caps::move_per_key_counters(&store.db, &store.cap_recent, &store.cap_totals)?;
         Ok(store)
+    }
+}
+
+/// What the log says of a subject record that no longer decodes.
+const DAMAGED_RECORD: &str = "a damaged cap record is set aside in tree cap_damaged; the \
+    subject's caps count again from its lifetime totals";
+
+impl SledStore {
+    /// Keeps `subject`'s record `bytes`, which no longer decode, in `cap_damaged` and
+    /// removes it (unless it was rewritten meanwhile). Failing the reads instead would
+    /// fail the subject's caps closed for good: every capped offer dropped, so no
+    /// impression ever rewrites the record. Its recent counts are lost.
+    fn set_damaged_record_aside(
+        &self,
+        subject: &str,
+        bytes: &[u8],
+        error: &StoreError,
+    ) -> Result<(), StoreError> {
+        tracing::error!(%error, "{DAMAGED_RECORD}");
+        (self.cap_damaged.insert(subject, bytes)).map_err(backend)?;
+        let gone = self
+            .cap_recent
+            .compare_and_swap(subject, Some(bytes), None::<&[u8]>);
+        // Lost to a write meanwhile (which set the same bytes aside): nothing to do.
+        let _ = gone.map_err(backend)?;
+        Ok(())
     }
 }
 
@@ -295,7 +325,13 @@ impl Store for SledStore {
         let who = subject.0.as_str();
         let record = self.cap_recent.get(who).map_err(backend)?;
         let counters = match &record {
-            Some(bytes) => caps::decode_counters(who, bytes)?,
+            Some(bytes) => match caps::decode_counters(who, bytes) {
+                Ok(counters) => counters,
+                Err(error) => {
+                    self.set_damaged_record_aside(who, bytes, &error)?;
+                    Vec::new()
+                }
+            },
             None => Vec::new(),
         };
         keys.iter()
@@ -328,8 +364,13 @@ impl Store for SledStore {
     ) -> Result<Reservation, StoreError> {
         let who = subject.0.as_str();
         let abort = ConflictableTransactionError::Abort;
-        let trees = (&self.events, &self.cap_recent, &self.cap_totals);
-        let result = trees.transaction(|(events, recent, totals)| {
+        let trees = (
+            &self.events,
+            &self.cap_recent,
+            &self.cap_totals,
+            &self.cap_damaged,
+        );
+        let result = trees.transaction(|(events, recent, totals, damaged)| {
             let total = |key: &str| -> Result<u64, ConflictableTransactionError<StoreError>> {
                 match totals.get(caps::total_key(who, key))? {
                     Some(bytes) => caps::decode_total(who, key, &bytes).map_err(abort),
@@ -339,7 +380,15 @@ impl Store for SledStore {
             let counts = !limits.is_empty() || !cap_keys.is_empty();
             let record = if counts { recent.get(who)? } else { None };
             let mut counters = match &record {
-                Some(bytes) => caps::decode_counters(who, bytes).map_err(abort)?,
+                Some(bytes) => match caps::decode_counters(who, bytes) {
+                    Ok(counters) => counters,
+                    // As in `cap_histories`, within the transaction.
+                    Err(error) => {
+                        tracing::error!(%error, "{DAMAGED_RECORD}");
+                        damaged.insert(who.as_bytes(), bytes.clone())?;
+                        Vec::new()
+                    }
+                },
                 None => Vec::new(),
             };
             for (k, window, max) in limits {
@@ -658,6 +707,12 @@ mod tests {
     use super::*;
     use crate::store::ServedOffer;
 
+    /// What caps with at most 10 impressions an hour keep.
+    const AN_HOUR: Retention = Retention {
+        seconds: 3600,
+        count: 10,
+    };
+
     /// Counters stored one key each, as before subject records, are moved into them
     /// when the store opens (those with no timestamps as totals), added to what the new
     /// layout already holds (a store upgraded, downgraded and upgraded again), and read
@@ -669,10 +724,7 @@ mod tests {
             lifetime,
             recent: recent.to_vec(),
         };
-        let retention = Retention {
-            seconds: 3600,
-            count: 10,
-        };
+        let retention = AN_HOUR;
         let aa = SubjectKey("aa".into());
         let keys = |ks: &[&str]| ks.iter().map(|k| k.to_string()).collect::<Vec<_>>();
         {
@@ -745,10 +797,7 @@ mod tests {
     fn quiet_counters_leave_the_subject_record() {
         let dir = tempfile::tempdir().unwrap();
         let store = SledStore::open(dir.path()).unwrap();
-        let retention = Retention {
-            seconds: 3600,
-            count: 10,
-        };
+        let retention = AN_HOUR;
         let s = SubjectKey("dd".into());
         let (offer, slate) = ("offer:p/o".to_string(), "slate".to_string());
         let in_record = |store: &SledStore| -> Vec<String> {
@@ -802,6 +851,34 @@ mod tests {
             "no record left"
         );
         assert_eq!(total(&store, &slate), Some(4));
+    }
+
+    /// A subject record that no longer decodes is set aside by the subject's next read
+    /// or write, and its caps count afresh (reads failing instead would fail its caps
+    /// closed for good: no offer shown, so no impression to rewrite the record).
+    #[test]
+    fn a_damaged_subject_record_is_set_aside_and_counting_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let retention = AN_HOUR;
+        let keys = ["slate".to_string()];
+        let garbage = &[1u8, 0xff, 0xff][..];
+        for (who, read_first) in [("ee", true), ("ff", false)] {
+            let s = SubjectKey(who.into());
+            store.cap_recent.insert(who, garbage).unwrap();
+            if read_first {
+                let got = store.cap_histories(&s, &keys, true).unwrap();
+                assert_eq!(got, [CapHistory::default()], "{who}");
+                assert!(store.cap_recent.get(who).unwrap().is_none(), "{who}");
+            }
+            let done = store.record_event(who, "r", &s, &keys, 1_000, retention);
+            assert_eq!(done.unwrap(), Reservation::Made, "{who}");
+            let got = store.cap_histories(&s, &keys, true).unwrap();
+            assert_eq!(got[0].recent, [1_000], "{who}");
+            assert_eq!(got[0].lifetime, 1, "{who}");
+            let kept = store.cap_damaged.get(who).unwrap().unwrap();
+            assert_eq!(kept.as_ref(), garbage, "{who}");
+        }
     }
 
     /// An id as the service makes them: the low 48 bits of the slate's start in unix
