@@ -33,7 +33,7 @@ pub struct SledStore {
     /// Lifetime totals of the other counters: subject `|` counter key, then 8 bytes.
     cap_totals: sled::Tree,
     /// Subject records that no longer decode, as they were, set aside by the subject's
-    /// next write so that its caps count again.
+    /// next read or write so that its caps count again.
     cap_damaged: sled::Tree,
     events: sled::Tree,
     registry: sled::Tree,
