@@ -389,9 +389,7 @@ impl Registry {
         role: Role,
         partner: Option<&str>,
     ) -> Result<String, RegistryError> {
-        let secret = new_token_secret()?;
-        self.add_token(actor, name, role, partner, &secret)?;
-        Ok(secret)
+        self.fresh_token(actor, name, role, partner, false)
     }
 
     /// Creates token `name` with a fresh secret, replacing the token of that name if there
@@ -404,8 +402,21 @@ impl Registry {
         role: Role,
         partner: Option<&str>,
     ) -> Result<String, RegistryError> {
+        self.fresh_token(actor, name, role, partner, true)
+    }
+
+    /// A new token with a fresh secret, replacing one of the same name when `replace`;
+    /// its secret.
+    fn fresh_token(
+        &self,
+        actor: &Actor,
+        name: &str,
+        role: Role,
+        partner: Option<&str>,
+        replace: bool,
+    ) -> Result<String, RegistryError> {
         let secret = new_token_secret()?;
-        self.put_token(actor, name, role, partner, &secret, true)?;
+        self.put_token(actor, name, role, partner, &secret, replace)?;
         Ok(secret)
     }
 

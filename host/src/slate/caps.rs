@@ -194,6 +194,11 @@ impl Retention {
         let (seconds, count) = finite.fold((0, 0), |(s, n), (cs, cn)| (s.max(cs), n.max(cn)));
         Retention { seconds, count }
     }
+
+    /// Impressions at or before this time are no longer kept at `now`.
+    fn cutoff(self, now: u64) -> u64 {
+        now.saturating_sub(self.seconds)
+    }
 }
 
 impl CapHistory {
@@ -202,12 +207,18 @@ impl CapHistory {
         self.lifetime += 1;
         let at = self.recent.partition_point(|&t| t <= now);
         self.recent.insert(at, now);
-        let cutoff = now.saturating_sub(retention.seconds);
+        let cutoff = retention.cutoff(now);
         self.recent.retain(|&t| t > cutoff);
         if self.recent.len() > retention.count {
             let surplus = self.recent.len() - retention.count;
             self.recent.drain(..surplus);
         }
+    }
+
+    /// Whether an impression is still kept at `now`: one inside the longest window.
+    pub fn has_recent(&self, now: u64, retention: Retention) -> bool {
+        let cutoff = retention.cutoff(now);
+        self.recent.iter().any(|&t| t > cutoff)
     }
 
     /// Impressions within `window` ending at `now`.

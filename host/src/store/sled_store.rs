@@ -153,6 +153,16 @@ fn remove_prefix(tree: &sled::Tree, prefix: &[u8]) -> Result<u64, StoreError> {
     }
 }
 
+/// A transaction's result as the store's: what it aborted with, or the storage failure.
+fn settled<T>(
+    result: sled::transaction::TransactionResult<T, StoreError>,
+) -> Result<T, StoreError> {
+    result.map_err(|e| match e {
+        TransactionError::Abort(e) => e,
+        TransactionError::Storage(e) => backend(e),
+    })
+}
+
 /// Most keys [`remove_prefix`] removes in one batch.
 const REMOVE_BATCH: usize = 10_000;
 
@@ -437,7 +447,7 @@ impl Store for SledStore {
             // Counters with nothing left inside the longest window keep only their total.
             let mut kept = Vec::with_capacity(counters.len());
             for counter in counters {
-                if caps::is_recent(&counter.history, now, retention) {
+                if counter.history.has_recent(now, retention) {
                     kept.push(counter);
                 } else {
                     let key = caps::total_key(who, &counter.key);
@@ -452,11 +462,7 @@ impl Store for SledStore {
             }
             Ok(Reservation::Made)
         });
-        match result {
-            Ok(r) => Ok(r),
-            Err(TransactionError::Abort(e)) => Err(e),
-            Err(TransactionError::Storage(e)) => Err(backend(e)),
-        }
+        settled(result)
     }
 
     fn add_counters(&self, adds: &[CounterAdd]) -> Result<(), StoreError> {
@@ -576,11 +582,7 @@ impl Store for SledStore {
                 }
                 Ok(true)
             });
-        match result {
-            Ok(done) => Ok(done),
-            Err(TransactionError::Abort(e)) => Err(e),
-            Err(TransactionError::Storage(e)) => Err(backend(e)),
-        }
+        settled(result)
     }
 
     fn blob(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {

@@ -12,10 +12,11 @@ use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
 use sled::Transactional;
-use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
+use sled::transaction::{ConflictableTransactionError, TransactionalTree};
 
 use super::super::{StoreError, backend, decode};
-use crate::slate::caps::{CapHistory, Retention};
+use super::settled;
+use crate::slate::caps::CapHistory;
 
 /// The first byte of a subject's record: its layout.
 const RECORD_V1: u8 = 1;
@@ -70,12 +71,6 @@ pub(super) fn decode_counters<'a>(
 /// Where `key` is in `counters`, or where it would go.
 pub(super) fn find(counters: &Counters<'_>, key: &str) -> Result<usize, usize> {
     counters.binary_search_by(|c| c.key.as_ref().cmp(key))
-}
-
-/// Whether a counter still has an impression inside the longest window at `now`.
-pub(super) fn is_recent(history: &CapHistory, now: u64, retention: Retention) -> bool {
-    let cutoff = now.saturating_sub(retention.seconds);
-    history.recent.iter().any(|&t| t > cutoff)
 }
 
 /// Moves the counters kept one key each (the layout before subject records, in tree
@@ -186,11 +181,7 @@ fn store_subjects(
         }
         Ok(())
     });
-    match result {
-        Ok(()) => Ok(()),
-        Err(TransactionError::Abort(e)) => Err(e),
-        Err(TransactionError::Storage(e)) => Err(backend(e)),
-    }
+    settled(result)
 }
 
 /// One subject's part of [`store_subjects`].
