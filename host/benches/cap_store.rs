@@ -99,6 +99,16 @@ fn bench(c: &mut Criterion) {
         group.bench_function(format!("{name}/read_13_counters_of_a_new_subject"), |b| {
             b.iter(|| store.cap_histories(&newcomer, &keys, false).unwrap())
         });
+        // How a slate reads them from a store that keeps a subject's counters in one
+        // record (sled), when no cap is a lifetime one: the record whole, no keys.
+        if store.cap_record(&subject).is_some() {
+            group.bench_function(format!("{name}/read_whole_record_13_counters"), |b| {
+                b.iter(|| store.cap_record(&subject).unwrap().unwrap())
+            });
+            group.bench_function(format!("{name}/read_whole_record_of_a_new_subject"), |b| {
+                b.iter(|| store.cap_record(&newcomer).unwrap().unwrap())
+            });
+        }
         // With a lifetime cap, every counter not in the subject's record is looked up
         // on its own: all 13 of a new subject's.
         group.bench_function(

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use offerhost::slate::caps::{CapHistory, Retention};
+use offerhost::slate::caps::{CapHistory, CapRecord, Retention};
 use offerhost::slate::profile::Profile;
 use offerhost::store::{Reservation, SlateRecord, SledStore, Store, StoreError, SubjectKey};
 use offerhost_tests::{
@@ -244,6 +244,14 @@ impl Store for FlakyStore {
         }
         self.inner.cap_histories(s, keys, lifetime)
     }
+    fn cap_record(&self, s: &SubjectKey) -> Option<Result<CapRecord, StoreError>> {
+        if self.caps_down.load(Ordering::SeqCst) {
+            return Some(Err(StoreError::Backend(
+                "disk on fire at /secret/path".into(),
+            )));
+        }
+        self.inner.cap_record(s)
+    }
     fn record_event(
         &self,
         e: &str,
@@ -314,42 +322,43 @@ impl Store for FlakyStore {
 
 #[tokio::test]
 async fn unreadable_counters_fail_closed_and_say_so() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = FlakyStore::open(dir.path());
-    let host = host_with_store(
-        &with_caps("[[cap]]\nscope = \"offer\"\nmax = 5\nwindow = \"1d\"\n"),
-        store.clone(),
-        dir.path(),
-    );
-    let ok = traveller_slate(&host).await;
-    assert_eq!(ok["offers"].as_array().unwrap().len(), 2);
+    // A finite window reads the subject's whole record; a lifetime cap reads by key.
+    for window in ["1d", "lifetime"] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FlakyStore::open(dir.path());
+        let cap = format!("[[cap]]\nscope = \"offer\"\nmax = 5\nwindow = \"{window}\"\n");
+        let host = host_with_store(&with_caps(&cap), store.clone(), dir.path());
+        let ok = traveller_slate(&host).await;
+        assert_eq!(ok["offers"].as_array().unwrap().len(), 2, "{window}");
 
-    store.caps_down.store(true, Ordering::SeqCst);
-    let closed = traveller_slate(&host).await;
-    assert_eq!(closed["offers"], json!([]));
-    assert_eq!(
-        closed["warnings"][0],
-        "caps-unavailable: capped offers are not shown"
-    );
-    for d in closed["diagnostics"].as_array().unwrap() {
-        for dropped in d["dropped"].as_array().unwrap() {
-            assert_eq!(dropped["reason"], "caps-unavailable");
+        store.caps_down.store(true, Ordering::SeqCst);
+        let closed = traveller_slate(&host).await;
+        assert_eq!(closed["offers"], json!([]), "{window}");
+        assert_eq!(
+            closed["warnings"][0],
+            "caps-unavailable: capped offers are not shown"
+        );
+        for d in closed["diagnostics"].as_array().unwrap() {
+            for dropped in d["dropped"].as_array().unwrap() {
+                assert_eq!(dropped["reason"], "caps-unavailable");
+            }
         }
-    }
-    // An event that cannot be counted is a 503 that reveals nothing internal.
-    let (status, body) = host.impression(&ok, &ok["offers"][0], "e").await;
-    assert_eq!(status, 503);
-    assert!(!body.to_string().contains("secret"), "{body}");
-    assert_eq!(body["error"]["code"], "unavailable");
+        // An event that cannot be counted is a 503 that reveals nothing internal.
+        let (status, body) = host.impression(&ok, &ok["offers"][0], "e").await;
+        assert_eq!(status, 503);
+        assert!(!body.to_string().contains("secret"), "{body}");
+        assert_eq!(body["error"]["code"], "unavailable");
 
-    store.caps_down.store(false, Ordering::SeqCst);
-    assert_eq!(
-        traveller_slate(&host).await["offers"]
-            .as_array()
-            .unwrap()
-            .len(),
-        2
-    );
+        store.caps_down.store(false, Ordering::SeqCst);
+        assert_eq!(
+            traveller_slate(&host).await["offers"]
+                .as_array()
+                .unwrap()
+                .len(),
+            2,
+            "{window}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -1,7 +1,7 @@
 //! Frequency caps, ad-server style: several caps, each "at most N per window", at the
 //! scopes offer, partner, category and whole slate, counted per subject.
 
-use std::collections::HashMap;
+use std::cmp::Ordering;
 use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -243,145 +243,184 @@ impl CapHistory {
 
 /// Appends the store key of `scope` for an offer to `out`.
 fn write_key(out: &mut String, scope: CapScope, partner: &str, offer_id: &str, category: &str) {
-    match scope {
-        CapScope::Offer => out.extend(["offer:", partner, "/", offer_id]),
-        CapScope::Partner => out.extend(["partner:", partner]),
-        CapScope::Category => out.extend(["category:", category]),
-        CapScope::Slate => out.push_str("slate"),
+    out.extend(key_pieces(scope, partner, offer_id, category));
+}
+
+/// The pieces whose concatenation is the store key of `scope` for an offer.
+fn key_pieces<'s>(
+    scope: CapScope,
+    partner: &'s str,
+    offer_id: &'s str,
+    category: &'s str,
+) -> impl Iterator<Item = &'s str> {
+    let pieces: [&str; 4] = match scope {
+        CapScope::Offer => ["offer:", partner, "/", offer_id],
+        CapScope::Partner => ["partner:", partner, "", ""],
+        CapScope::Category => ["category:", category, "", ""],
+        CapScope::Slate => ["slate", "", "", ""],
+    };
+    pieces.into_iter()
+}
+
+/// How `key` orders against the concatenation of `pieces`, without building it.
+fn cmp_key<'s>(key: &str, pieces: impl Iterator<Item = &'s str>) -> Ordering {
+    let mut rest = key.as_bytes();
+    for piece in pieces.map(str::as_bytes) {
+        let n = piece.len().min(rest.len());
+        match rest[..n].cmp(&piece[..n]) {
+            Ordering::Equal if rest.len() < piece.len() => return Ordering::Less,
+            Ordering::Equal => rest = &rest[n..],
+            unequal => return unequal,
+        }
+    }
+    if rest.is_empty() {
+        Ordering::Equal
+    } else {
+        Ordering::Greater
     }
 }
 
-/// Where one offer's counters are in its slate's [`CapCheck`]: a key's index for each
-/// scope some cap covers.
+/// One offer as the caps see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct OfferCounters([u32; SCOPES]);
+pub struct CappedOffer<'b> {
+    /// Partner id.
+    pub partner: &'b str,
+    /// Offer id.
+    pub offer_id: &'b str,
+    /// Category id.
+    pub category: &'b str,
+}
 
-/// Scopes there are (the last is `Slate`).
-const SCOPES: usize = CapScope::Slate as usize + 1;
-
-/// No key: no cap covers the scope.
-const NO_KEY: u32 = u32::MAX;
-
-impl Default for OfferCounters {
-    fn default() -> Self {
-        OfferCounters([NO_KEY; SCOPES])
+impl CappedOffer<'_> {
+    /// Whether `other` counts toward the same counter as this offer at `scope`.
+    fn shares(&self, other: &OfferKeys, scope: CapScope) -> bool {
+        match scope {
+            CapScope::Offer => self.partner == other.partner && self.offer_id == other.offer_id,
+            CapScope::Partner => self.partner == other.partner,
+            CapScope::Category => self.category == other.category,
+            CapScope::Slate => true,
+        }
     }
+}
+
+/// A subject's counters with impressions, sorted by key: what a slate checks its offers
+/// against. A counter not in it has none (within the windows that were read).
+pub type CapRecord = Vec<(String, CapHistory)>;
+
+/// The counter keys a slate's offers touch under `caps`, each once, sorted: what to read
+/// from a store that reads by key ([`crate::store::Store::cap_histories`]).
+pub fn keys_to_read<'b>(
+    caps: &[FrequencyCap],
+    offers: impl IntoIterator<Item = CappedOffer<'b>>,
+) -> Vec<String> {
+    let mut scopes: Vec<CapScope> = caps.iter().map(|c| c.scope).collect();
+    scopes.sort_unstable_by_key(|s| *s as usize);
+    scopes.dedup();
+    let mut keys = Vec::new();
+    for offer in offers {
+        for &scope in &scopes {
+            let mut key = String::new();
+            write_key(
+                &mut key,
+                scope,
+                offer.partner,
+                offer.offer_id,
+                offer.category,
+            );
+            keys.push(key);
+        }
+    }
+    keys.sort_unstable();
+    keys.dedup();
+    keys
 }
 
 /// Decides cap by cap while a slate is filled, counting the offers already picked for
 /// this slate as if they were shown.
 ///
-/// Every counter key the slate's offers touch is listed once ([`CapCheck::offer`]), so
-/// the store reads each once, and checking or taking an offer is a few array reads: no
-/// key is built or hashed again per cap. (Built per check, the keys of eight offers under
-/// the example's five caps are about a hundred strings a slate: in the 8-plugin slate
-/// bench with those caps, 88-92 us a slate against 79-82 us listed once.)
+/// It holds the subject's counters with impressions ([`CapRecord`]) and looks each
+/// offer's counters up there by comparing keys piece by piece, so no key string is built
+/// to check an offer. A store that keeps a subject's counters in one record hands it
+/// over whole ([`crate::store::Store::cap_record`]), and a slate then lists no keys at
+/// all; for one that reads by key, the slate lists them first ([`keys_to_read`]). (Built
+/// per check, the keys of eight offers under the example's five caps were about a
+/// hundred strings a slate: in the 8-plugin slate bench with those caps, 88-92 us a slate
+/// against 79-82 us listed once, and listing them once still took about 2 us.)
 pub struct CapCheck<'a> {
     caps: &'a [FrequencyCap],
-    /// Listed keys and their indices, until the keys are taken for the read.
-    index: HashMap<String, u32, foldhash::fast::RandomState>,
-    /// Histories by key index (none read: no impressions).
-    histories: Vec<CapHistory>,
-    /// Impressions this slate has taken, by key index.
-    pending: Vec<u64>,
-    /// Where each key is built before it is looked up.
-    scratch: String,
-    /// The keys were taken for the read: no more may be listed.
-    keys_taken: bool,
+    record: CapRecord,
+    /// The offers this slate has taken.
+    taken: Vec<OfferKeys>,
     now: u64,
 }
 
 impl<'a> CapCheck<'a> {
-    /// A check of `caps` at `now` (unix seconds), with no keys listed yet.
-    pub fn new(caps: &'a [FrequencyCap], now: u64) -> Self {
+    /// A check of `caps` at `now` (unix seconds) against `record`, sorted by key.
+    pub fn new(caps: &'a [FrequencyCap], now: u64, record: CapRecord) -> Self {
+        debug_assert!(record.is_sorted_by(|a, b| a.0 < b.0), "records are sorted");
         CapCheck {
             caps,
-            index: HashMap::default(),
-            histories: Vec::new(),
-            pending: Vec::new(),
-            scratch: String::new(),
-            keys_taken: false,
+            record,
+            taken: Vec::new(),
             now,
         }
     }
 
-    /// Whether there are no caps to check: then no offer is ever blocked.
-    pub fn is_empty(&self) -> bool {
-        self.caps.is_empty()
+    /// A check against the histories a store read for `keys` (sorted, as
+    /// [`keys_to_read`] gives them), one each in that order.
+    pub fn from_histories(
+        caps: &'a [FrequencyCap],
+        now: u64,
+        keys: Vec<String>,
+        histories: Vec<CapHistory>,
+    ) -> Self {
+        let record = keys
+            .into_iter()
+            .zip(histories)
+            .filter(|(_, h)| h.lifetime > 0 || !h.recent.is_empty())
+            .collect();
+        CapCheck::new(caps, now, record)
     }
 
-    /// Whether some cap counts impressions ever, so the check needs lifetime totals.
-    pub fn has_lifetime_cap(&self) -> bool {
-        self.caps.iter().any(|c| c.window == Window::Lifetime)
+    /// The history of `offer`'s counter at `scope`, if it has impressions.
+    fn history(&self, scope: CapScope, offer: CappedOffer<'_>) -> Option<&CapHistory> {
+        let pieces = || key_pieces(scope, offer.partner, offer.offer_id, offer.category);
+        let at = self
+            .record
+            .binary_search_by(|(key, _)| cmp_key(key, pieces()))
+            .ok()?;
+        Some(&self.record[at].1)
     }
 
-    /// Lists the keys of an offer for the scopes the caps cover; where they are.
-    pub fn offer(&mut self, partner: &str, offer_id: &str, category: &str) -> OfferCounters {
-        assert!(
-            !self.keys_taken,
-            "offers are listed before their keys are read"
-        );
-        let mut at = OfferCounters::default();
-        for cap in self.caps {
-            let slot = &mut at.0[cap.scope as usize];
-            if *slot != NO_KEY {
-                continue;
-            }
-            self.scratch.clear();
-            write_key(&mut self.scratch, cap.scope, partner, offer_id, category);
-            let next = self.index.len() as u32;
-            *slot = match self.index.get(self.scratch.as_str()) {
-                Some(&i) => i,
-                None => {
-                    self.index.insert(self.scratch.clone(), next);
-                    next
-                }
-            };
-        }
-        at
-    }
-
-    /// The keys listed, by index, for the store to read. No offer may be listed after.
-    pub fn take_keys(&mut self) -> Vec<String> {
-        self.keys_taken = true;
-        self.pending = vec![0; self.index.len()];
-        let mut keys = vec![String::new(); self.index.len()];
-        for (key, i) in self.index.drain() {
-            keys[i as usize] = key;
-        }
-        keys
-    }
-
-    /// The histories of the keys [`CapCheck::take_keys`] gave, in that order.
-    pub fn set_histories(&mut self, histories: Vec<CapHistory>) {
-        self.histories = histories;
-    }
-
-    /// The first cap `offer` would break, if any. An offer not listed with
-    /// [`CapCheck::offer`] breaks the first cap: with nothing known, fail closed.
-    pub fn blocking_cap(&self, offer: OfferCounters) -> Option<&'a FrequencyCap> {
+    /// The first cap `offer` would break, if any.
+    pub fn blocking_cap(&self, offer: CappedOffer<'_>) -> Option<&'a FrequencyCap> {
         self.caps.iter().find(|cap| {
-            let i = offer.0[cap.scope as usize];
-            if i == NO_KEY {
-                return true;
-            }
-            let i = i as usize;
-            let seen = self
-                .histories
-                .get(i)
-                .map_or(0, |h| h.count(cap.window, self.now));
-            seen + self.pending.get(i).copied().unwrap_or(0) >= cap.max as u64
+            let seen = match self.record.is_empty() {
+                true => 0,
+                false => self
+                    .history(cap.scope, offer)
+                    .map_or(0, |h| h.count(cap.window, self.now)),
+            };
+            let here = self.taken.iter().filter(|t| offer.shares(t, cap.scope));
+            seen + here.count() as u64 >= cap.max as u64
         })
     }
 
     /// Counts `offer` as shown in this slate.
-    pub fn take(&mut self, offer: OfferCounters) {
-        for i in offer.0.into_iter().filter(|&i| i != NO_KEY) {
-            if let Some(n) = self.pending.get_mut(i as usize) {
-                *n += 1;
-            }
+    pub fn take(&mut self, offer: CappedOffer<'_>) {
+        if !self.caps.is_empty() {
+            self.taken.push(OfferKeys {
+                partner: offer.partner.to_string(),
+                offer_id: offer.offer_id.to_string(),
+                category: offer.category.to_string(),
+            });
         }
     }
+}
+
+/// Whether some cap counts impressions ever, so a check needs lifetime totals.
+pub fn has_lifetime_cap(caps: &[FrequencyCap]) -> bool {
+    caps.iter().any(|c| c.window == Window::Lifetime)
 }
 
 #[cfg(test)]
@@ -419,8 +458,61 @@ mod tests {
         assert_eq!(h.count(Window::Minutes(1), 5061), 0);
     }
 
+    fn offer<'b>(partner: &'b str, offer_id: &'b str, category: &'b str) -> CappedOffer<'b> {
+        CappedOffer {
+            partner,
+            offer_id,
+            category,
+        }
+    }
+
     #[test]
-    fn a_slate_lists_each_key_once_and_counts_what_it_takes() {
+    fn keys_compare_piece_by_piece_as_their_strings_do() {
+        let offers = [
+            offer("acme", "a", "travel"),
+            offer("acme", "", "travel"),
+            offer("acm", "e/a", "x"),
+            offer("b", "a", ""),
+            offer("acme", "a/b", "travel"),
+        ];
+        let stored = [
+            "",
+            "offer:",
+            "offer:acme",
+            "offer:acme/",
+            "offer:acme/a",
+            "offer:acme/a/",
+            "offer:acme/b",
+            "offer:b",
+            "partner:",
+            "partner:acme",
+            "partner:acmf",
+            "category:travel",
+            "category:",
+            "slate",
+            "slatf",
+            "sla",
+            "z",
+        ];
+        for o in offers {
+            for scope in [
+                CapScope::Offer,
+                CapScope::Partner,
+                CapScope::Category,
+                CapScope::Slate,
+            ] {
+                let mut key = String::new();
+                write_key(&mut key, scope, o.partner, o.offer_id, o.category);
+                for s in stored.iter().copied().chain([key.as_str()]) {
+                    let pieces = key_pieces(scope, o.partner, o.offer_id, o.category);
+                    assert_eq!(cmp_key(s, pieces), s.cmp(&key), "{s:?} against {key:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_slate_checks_its_offers_and_counts_what_it_takes() {
         let cap = |scope, max| FrequencyCap {
             scope,
             max,
@@ -431,31 +523,40 @@ mod tests {
             cap(CapScope::Partner, 2),
             cap(CapScope::Offer, 5),
         ];
-        let now = 100_000;
-        let mut check = CapCheck::new(&caps, now);
-        let a = check.offer("acme", "a", "travel");
-        let b = check.offer("acme", "b", "travel");
-        let c = check.offer("zeta", "c", "dining");
-        assert_eq!(check.offer("acme", "a", "travel"), a, "listed once");
-        let keys = check.take_keys();
+        let now = 1_000_000;
+        let (a, b, c) = (
+            offer("acme", "a", "travel"),
+            offer("acme", "b", "travel"),
+            offer("zeta", "c", "dining"),
+        );
+        let keys = keys_to_read(&caps, [a, b, c, a]);
         assert_eq!(
             keys,
             [
                 "offer:acme/a",
-                "partner:acme",
                 "offer:acme/b",
                 "offer:zeta/c",
+                "partner:acme",
                 "partner:zeta"
             ],
-            "first seen first; categories are not capped"
+            "each once, sorted; categories are not capped"
         );
-        // zeta was shown twice today: its partner cap is reached.
+        // zeta was shown twice today: its partner cap is reached; acme/b once, long ago.
         let mut seen = vec![CapHistory::default(); keys.len()];
         seen[4] = CapHistory {
             lifetime: 2,
             recent: vec![now - 10, now - 5],
         };
-        check.set_histories(seen);
+        seen[1] = CapHistory {
+            lifetime: 1,
+            recent: vec![now - 3 * 86_400],
+        };
+        let mut check = CapCheck::from_histories(&caps, now, keys, seen);
+        assert_eq!(
+            check.record.len(),
+            2,
+            "counters with no impressions are left out"
+        );
         assert_eq!(check.blocking_cap(c), Some(&caps[1]));
         assert_eq!(check.blocking_cap(a), None);
         check.take(a);
@@ -463,9 +564,9 @@ mod tests {
         assert_eq!(check.blocking_cap(b), None, "one of acme's two so far");
         check.take(b);
         assert_eq!(
-            check.blocking_cap(OfferCounters::default()),
-            Some(&caps[0]),
-            "an offer never listed is blocked"
+            check.blocking_cap(offer("acme", "z", "travel")),
+            Some(&caps[1]),
+            "acme's two taken"
         );
         let d = OfferKeys {
             partner: "acme".into(),
@@ -474,6 +575,66 @@ mod tests {
         };
         assert_eq!(d.key(CapScope::Offer), "offer:acme/d");
         assert_eq!(d.key(CapScope::Slate), "slate");
+    }
+
+    #[test]
+    fn a_record_is_checked_by_key() {
+        let caps = [
+            FrequencyCap {
+                scope: CapScope::Offer,
+                max: 2,
+                window: Window::Hours(1),
+            },
+            FrequencyCap {
+                scope: CapScope::Category,
+                max: 3,
+                window: Window::Days(1),
+            },
+        ];
+        let now = 1_000_000;
+        let history = |recent: Vec<u64>| CapHistory {
+            lifetime: recent.len() as u64,
+            recent,
+        };
+        let record = vec![
+            ("category:dining".to_string(), history(vec![now - 7200; 3])),
+            ("category:travel".to_string(), history(vec![now - 60])),
+            (
+                "offer:acme/a".to_string(),
+                history(vec![now - 60, now - 30]),
+            ),
+            (
+                "offer:acme/b".to_string(),
+                history(vec![now - 7200, now - 60]),
+            ),
+        ];
+        let mut check = CapCheck::new(&caps, now, record);
+        assert_eq!(
+            check.blocking_cap(offer("acme", "a", "travel")),
+            Some(&caps[0])
+        );
+        assert_eq!(
+            check.blocking_cap(offer("acme", "b", "travel")),
+            None,
+            "one in the hour"
+        );
+        assert_eq!(
+            check.blocking_cap(offer("zeta", "b", "dining")),
+            Some(&caps[1])
+        );
+        assert_eq!(
+            check.blocking_cap(offer("zeta", "b", "grocery")),
+            None,
+            "nothing read"
+        );
+        check.take(offer("acme", "b", "travel"));
+        assert_eq!(check.blocking_cap(offer("acme", "b", "x")), Some(&caps[0]));
+        check.take(offer("zeta", "c", "travel"));
+        assert_eq!(
+            check.blocking_cap(offer("kilo", "d", "travel")),
+            Some(&caps[1]),
+            "one read and two taken"
+        );
     }
 
     #[test]
@@ -490,21 +651,24 @@ mod tests {
                 window: Window::Days(7),
             },
         ];
-        let mut check = CapCheck::new(&caps, 1_000);
-        let a = check.offer("acme", "a", "travel");
-        let b = check.offer("zeta", "b", "travel");
-        let c = check.offer("zeta", "c", "dining");
-        let d = check.offer("kilo", "d", "grocery");
+        assert!(has_lifetime_cap(&caps));
+        assert!(!has_lifetime_cap(&caps[1..]));
+        let (a, b, c, d) = (
+            offer("acme", "a", "travel"),
+            offer("zeta", "b", "travel"),
+            offer("zeta", "c", "dining"),
+            offer("kilo", "d", "grocery"),
+        );
         assert_eq!(
-            check.take_keys(),
+            keys_to_read(&caps, [a, b, c, d]),
             [
-                "category:travel",
-                "slate",
                 "category:dining",
-                "category:grocery"
+                "category:grocery",
+                "category:travel",
+                "slate"
             ]
         );
-        check.set_histories(vec![CapHistory::default(); 4]);
+        let mut check = CapCheck::new(&caps, 1_000, Vec::new());
         check.take(a);
         assert_eq!(
             check.blocking_cap(b),

@@ -39,7 +39,7 @@ use crate::store::{
     Recorded, Reservation, ServedOffer, ServedOfferRef, SlateRecord, SlateRecordRef, Store,
     SubjectKey,
 };
-use caps::{CapCheck, OfferKeys, Retention};
+use caps::{CapCheck, CappedOffer, OfferKeys, Retention};
 use fanout::{Call, Done};
 use profile::Profile;
 
@@ -527,7 +527,6 @@ impl SlateService {
                 exec_us: done.report.cost.wall_time_us,
                 returned: done.returned,
                 bids: done.bids,
-                counters: Vec::new(),
                 dropped: done
                     .rejected
                     .into_iter()
@@ -541,42 +540,58 @@ impl SlateService {
             });
         }
 
-        // Cap histories of everything that might be shown, read once: only the scopes
-        // some cap covers, each key once.
-        let mut cap_check = CapCheck::new(&self.config.caps, now.unix_timestamp() as u64);
-        if !cap_check.is_empty() {
-            for run in &mut runs {
-                let partner = &run.plugin.partner;
-                run.counters = (run.bids.iter())
-                    .map(|b| cap_check.offer(partner, &b.offer.id, &b.offer.category))
-                    .collect();
-            }
-        }
-        let keys = cap_check.take_keys();
-        let cap_check = if keys.is_empty() {
-            Some(cap_check)
+        // The subject's counters, read once: its whole record when the store keeps one
+        // and no cap needs lifetime totals; otherwise by key, each key the offers touch
+        // under the caps once.
+        let caps = &self.config.caps;
+        let cap_now = now.unix_timestamp() as u64;
+        let lifetime = caps::has_lifetime_cap(caps);
+        let read = if caps.is_empty() || runs.iter().all(|r| r.bids.is_empty()) {
+            Ok(CapCheck::new(caps, cap_now, Vec::new()))
+        } else if let Some(record) = (!lifetime)
+            .then(|| self.store.cap_record(&subject))
+            .flatten()
+        {
+            record.map(|record| CapCheck::new(caps, cap_now, record))
         } else {
-            let (who, wanted) = (subject.clone(), keys.len());
-            let lifetime = cap_check.has_lifetime_cap();
-            match self
-                .io_for(&mut busy, move |s| s.cap_histories(&who, &keys, lifetime))
-                .await
-            {
-                Ok(histories) if histories.len() == wanted => {
-                    cap_check.set_histories(histories);
-                    Some(cap_check)
+            let offers = runs.iter().flat_map(|run| {
+                run.bids.iter().map(|b| CappedOffer {
+                    partner: &run.plugin.partner,
+                    offer_id: &b.offer.id,
+                    category: &b.offer.category,
+                })
+            });
+            let keys = caps::keys_to_read(caps, offers);
+            if keys.is_empty() {
+                Ok(CapCheck::new(caps, cap_now, Vec::new()))
+            } else {
+                let (who, wanted) = (subject.clone(), keys.len());
+                let read = self
+                    .io_for(&mut busy, move |s| {
+                        let histories = s.cap_histories(&who, &keys, lifetime)?;
+                        Ok((keys, histories))
+                    })
+                    .await;
+                match read {
+                    Ok((keys, histories)) if histories.len() == wanted => {
+                        Ok(CapCheck::from_histories(caps, cap_now, keys, histories))
+                    }
+                    Ok((_, histories)) => Err(crate::store::StoreError::Backend(format!(
+                        "{} histories for {wanted} keys",
+                        histories.len()
+                    ))),
+                    Err(e) => Err(e),
                 }
-                result => {
-                    let error = result.map_or_else(
-                        |e| e.to_string(),
-                        |h| format!("{} histories for {wanted} keys", h.len()),
-                    );
-                    tracing::error!(%error, "cap store unreadable; failing closed");
-                    slate
-                        .warnings
-                        .push("caps-unavailable: capped offers are not shown".into());
-                    None
-                }
+            }
+        };
+        let cap_check = match read {
+            Ok(check) => Some(check),
+            Err(error) => {
+                tracing::error!(%error, "cap store unreadable; failing closed");
+                slate
+                    .warnings
+                    .push("caps-unavailable: capped offers are not shown".into());
+                None
             }
         };
 

@@ -7,7 +7,7 @@ use crate::config::PlacementConfig;
 use crate::model::{Bid, DropReason};
 use crate::sandbox::{LogLine, Outcome};
 
-use super::caps::{CapCheck, OfferCounters, OfferKeys};
+use super::caps::{CapCheck, CappedOffer, OfferKeys};
 use super::deployment::{DeployedPlugin, Variant};
 use super::{DroppedBid, keys_of};
 use crate::store::StoreError;
@@ -30,9 +30,6 @@ pub(super) struct PluginRun {
     pub(super) returned: u32,
     /// Bids that follow the contract.
     pub(super) bids: Vec<Bid>,
-    /// Where each bid's cap counters are in the slate's [`CapCheck`], by bid (empty
-    /// when there are no caps).
-    pub(super) counters: Vec<OfferCounters>,
     /// Bids dropped, with reasons; ranking adds to it.
     pub(super) dropped: Vec<DroppedBid>,
     pub(super) logs: Vec<LogLine>,
@@ -68,14 +65,13 @@ pub(super) fn rank(
     mut reserve: Option<&mut Reserve<'_>>,
 ) -> Vec<(usize, Bid, f64)> {
     let total_bids: usize = runs.iter().map(|r| r.bids.len()).sum();
-    let mut candidates: Vec<(usize, Bid, f64, OfferCounters)> = Vec::with_capacity(total_bids);
+    let mut candidates: Vec<(usize, Bid, f64)> = Vec::with_capacity(total_bids);
     for (i, run) in runs.iter_mut().enumerate() {
         let bids = std::mem::take(&mut run.bids);
-        let counters = std::mem::take(&mut run.counters);
         if run.plugin.shadow.is_some() {
             run.top_offer = top_offer(&bids);
         }
-        for (j, bid) in bids.into_iter().enumerate() {
+        for bid in bids {
             if placement.excluded_categories.contains(&bid.offer.category) {
                 let detail = |bid: &Bid| {
                     format!(
@@ -96,12 +92,11 @@ pub(super) fn rank(
                 // Relevance is an f32; round its f64 image so scores print as written.
                 let relevance = (bid.relevance as f64 * 1e6).round() / 1e6;
                 let score = bid.value_minor as f64 * relevance * run.plugin.weight;
-                let counters = counters.get(j).copied().unwrap_or_default();
-                candidates.push((i, bid, score, counters));
+                candidates.push((i, bid, score));
             }
         }
     }
-    candidates.sort_by(|(ia, a, sa, _), (ib, b, sb, _)| {
+    candidates.sort_by(|(ia, a, sa), (ib, b, sb)| {
         sb.total_cmp(sa)
             .then_with(|| b.value_minor.cmp(&a.value_minor))
             .then_with(|| runs[*ia].plugin.partner.cmp(&runs[*ib].plugin.partner))
@@ -109,17 +104,22 @@ pub(super) fn rank(
     });
 
     let mut picked: Vec<(usize, Bid, f64)> = Vec::with_capacity(slots.min(candidates.len()));
-    for (i, bid, score, counters) in candidates {
+    for (i, bid, score) in candidates {
         // A partner may deploy several plugins: count its offers, not one plugin's.
         let per_partner = picked
             .iter()
             .filter(|(j, _, _)| runs[*j].plugin.partner == runs[i].plugin.partner)
             .count();
         let run = &mut runs[i];
+        let offer = CappedOffer {
+            partner: &run.plugin.partner,
+            offer_id: &bid.offer.id,
+            category: &bid.offer.category,
+        };
         let verdict = match &caps {
             None => Some((DropReason::CapsUnavailable, None)),
             Some(check) => check
-                .blocking_cap(counters)
+                .blocking_cap(offer)
                 .map(|cap| (DropReason::Capped, Some(cap))),
         };
         if let Some((reason, cap)) = verdict {
@@ -159,7 +159,11 @@ pub(super) fn rank(
                 Some(Ok(true)) | None => {}
             }
             if let Some(check) = &mut caps {
-                check.take(counters);
+                check.take(CappedOffer {
+                    partner: &run.plugin.partner,
+                    offer_id: &bid.offer.id,
+                    category: &bid.offer.category,
+                });
             }
             picked.push((i, bid, score));
         }

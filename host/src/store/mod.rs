@@ -13,7 +13,7 @@ pub use sled_store::SledStore;
 
 use std::collections::BTreeMap;
 
-use crate::slate::caps::{CapHistory, Retention};
+use crate::slate::caps::{CapHistory, CapRecord, Retention};
 use crate::slate::profile::Profile;
 
 /// Why the store failed. Callers treat any of these as "unavailable" and fail closed.
@@ -308,6 +308,15 @@ pub trait Store: Send + Sync + 'static {
         keys: &[String],
         lifetime: bool,
     ) -> Result<Vec<CapHistory>, StoreError>;
+    /// Every counter of `subject` with impressions inside the longest cap window, sorted
+    /// by key, when the store keeps them in one record: a slate then reads them without
+    /// first listing the keys its offers touch. `None` (the default) when the store reads
+    /// by key only ([`Store::cap_histories`]). Lifetime totals of counters left out are
+    /// not in it, so a slate under a lifetime cap reads by key.
+    fn cap_record(&self, subject: &SubjectKey) -> Option<Result<CapRecord, StoreError>> {
+        let _ = subject;
+        None
+    }
     /// Records event `event_id`, described by `what`, once. When it is new, also adds one
     /// impression at `now` to each of `cap_keys` of `subject`; when it is not, says what
     /// it was recorded as, so that an id reused for another event can be told from a

@@ -15,7 +15,7 @@ use super::{
     CounterAdd, CounterRow, Reservation, SlateRecord, Store, StoreError, SubjectKey, backend,
     decode, decode_slate, encode_slate,
 };
-use crate::slate::caps::{CapHistory, Retention};
+use crate::slate::caps::{CapHistory, CapRecord, Retention};
 use crate::slate::profile::Profile;
 
 /// Profiles, slates, cap counters and event ids in one sled database.
@@ -251,6 +251,25 @@ impl SledStore {
         let _ = gone.map_err(backend)?;
         Ok(())
     }
+
+    /// The counters in `subject`'s record `bytes` (none without a record); a record that
+    /// no longer decodes is set aside and counts as none.
+    fn readable_counters<'b>(
+        &self,
+        subject: &str,
+        bytes: Option<&'b [u8]>,
+    ) -> Result<caps::Counters<'b>, StoreError> {
+        let Some(bytes) = bytes else {
+            return Ok(Vec::new());
+        };
+        match caps::decode_counters(subject, bytes) {
+            Ok(counters) => Ok(counters),
+            Err(error) => {
+                self.set_damaged_record_aside(subject, bytes, &error)?;
+                Ok(Vec::new())
+            }
+        }
+    }
 }
 
 impl Store for SledStore {
@@ -334,16 +353,7 @@ impl Store for SledStore {
     ) -> Result<Vec<CapHistory>, StoreError> {
         let who = subject.0.as_str();
         let record = self.cap_recent.get(who).map_err(backend)?;
-        let counters = match &record {
-            Some(bytes) => match caps::decode_counters(who, bytes) {
-                Ok(counters) => counters,
-                Err(error) => {
-                    self.set_damaged_record_aside(who, bytes, &error)?;
-                    Vec::new()
-                }
-            },
-            None => Vec::new(),
-        };
+        let counters = self.readable_counters(who, record.as_deref())?;
         keys.iter()
             .map(|k| match caps::find(&counters, k) {
                 Ok(i) => Ok(counters[i].history.clone()),
@@ -360,6 +370,19 @@ impl Store for SledStore {
                 Err(_) => Ok(CapHistory::default()),
             })
             .collect()
+    }
+
+    fn cap_record(&self, subject: &SubjectKey) -> Option<Result<CapRecord, StoreError>> {
+        let who = subject.0.as_str();
+        let read = || {
+            let bytes = self.cap_recent.get(who).map_err(backend)?;
+            let counters = self.readable_counters(who, bytes.as_deref())?;
+            Ok(counters
+                .into_iter()
+                .map(|c| (c.key.into_owned(), c.history))
+                .collect())
+        };
+        Some(read())
     }
 
     fn try_reserve(
@@ -829,6 +852,21 @@ mod tests {
         let got = store.cap_histories(&s, &both[..1], true).unwrap();
         assert_eq!(got[0].lifetime, 2, "counted on from its total");
         assert_eq!(got[0].recent, [4_700]);
+        // The whole record, as a slate reads it when no cap is a lifetime one.
+        let record = store.cap_record(&s).unwrap().unwrap();
+        let history = |lifetime, recent: &[u64]| CapHistory {
+            lifetime,
+            recent: recent.to_vec(),
+        };
+        assert_eq!(
+            record,
+            [
+                (offer.clone(), history(2, &[4_700])),
+                (slate.clone(), history(2, &[4_601]))
+            ]
+        );
+        let nobody = SubjectKey("none".into());
+        assert_eq!(store.cap_record(&nobody).unwrap().unwrap(), []);
 
         // An event that counts nothing leaves the record as it is.
         store
@@ -865,12 +903,18 @@ mod tests {
         let retention = AN_HOUR;
         let keys = ["slate".to_string()];
         let garbage = &[1u8, 0xff, 0xff][..];
-        for (who, read_first) in [("ee", true), ("ff", false)] {
+        // Reached by a read by key, by a write, by a read of the whole record.
+        for who in ["ee", "ff", "gg"] {
             let s = SubjectKey(who.into());
             store.cap_recent.insert(who, garbage).unwrap();
-            if read_first {
+            if who == "ee" {
                 let got = store.cap_histories(&s, &keys, true).unwrap();
                 assert_eq!(got, [CapHistory::default()], "{who}");
+            }
+            if who == "gg" {
+                assert_eq!(store.cap_record(&s).unwrap().unwrap(), [], "{who}");
+            }
+            if who != "ff" {
                 assert!(store.cap_recent.get(who).unwrap().is_none(), "{who}");
             }
             let done = store.record_event(who, "r", &s, &keys, 1_000, retention);
