@@ -6,6 +6,8 @@ use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::model::Bid;
+
 /// What a cap counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -291,9 +293,18 @@ pub struct CappedOffer<'b> {
     pub category: &'b str,
 }
 
-impl CappedOffer<'_> {
+impl<'b> CappedOffer<'b> {
+    /// The offer of `bid`, made by `partner`'s plugin.
+    pub fn of(partner: &'b str, bid: &'b Bid) -> Self {
+        CappedOffer {
+            partner,
+            offer_id: &bid.offer.id,
+            category: &bid.offer.category,
+        }
+    }
+
     /// Whether `other` counts toward the same counter as this offer at `scope`.
-    fn shares(&self, other: &OfferKeys, scope: CapScope) -> bool {
+    fn shares(&self, other: &CappedOffer<'_>, scope: CapScope) -> bool {
         match scope {
             CapScope::Offer => self.partner == other.partner && self.offer_id == other.offer_id,
             CapScope::Partner => self.partner == other.partner,
@@ -349,8 +360,6 @@ pub fn keys_to_read<'b>(
 pub struct CapCheck<'a> {
     caps: &'a [FrequencyCap],
     record: CapRecord,
-    /// The offers this slate has taken.
-    taken: Vec<OfferKeys>,
     now: u64,
 }
 
@@ -358,12 +367,7 @@ impl<'a> CapCheck<'a> {
     /// A check of `caps` at `now` (unix seconds) against `record`, sorted by key.
     pub fn new(caps: &'a [FrequencyCap], now: u64, record: CapRecord) -> Self {
         debug_assert!(record.is_sorted_by(|a, b| a.0 < b.0), "records are sorted");
-        CapCheck {
-            caps,
-            record,
-            taken: Vec::new(),
-            now,
-        }
+        CapCheck { caps, record, now }
     }
 
     /// A check against the histories a store read for `keys` (sorted, as
@@ -392,8 +396,14 @@ impl<'a> CapCheck<'a> {
         Some(&self.record[at].1)
     }
 
-    /// The first cap `offer` would break, if any.
-    pub fn blocking_cap(&self, offer: CappedOffer<'_>) -> Option<&'a FrequencyCap> {
+    /// The first cap `offer` would break, if any, with the offers this slate has
+    /// already `taken` counted as shown.
+    pub fn blocking_cap<'b, T>(&self, offer: CappedOffer<'_>, taken: T) -> Option<&'a FrequencyCap>
+    where
+        T: IntoIterator<Item = CappedOffer<'b>>,
+        T::IntoIter: Clone,
+    {
+        let taken = taken.into_iter();
         self.caps.iter().find(|cap| {
             let seen = match self.record.is_empty() {
                 true => 0,
@@ -401,20 +411,9 @@ impl<'a> CapCheck<'a> {
                     .history(cap.scope, offer)
                     .map_or(0, |h| h.count(cap.window, self.now)),
             };
-            let here = self.taken.iter().filter(|t| offer.shares(t, cap.scope));
+            let here = taken.clone().filter(|t| offer.shares(t, cap.scope));
             seen + here.count() as u64 >= cap.max as u64
         })
-    }
-
-    /// Counts `offer` as shown in this slate.
-    pub fn take(&mut self, offer: CappedOffer<'_>) {
-        if !self.caps.is_empty() {
-            self.taken.push(OfferKeys {
-                partner: offer.partner.to_string(),
-                offer_id: offer.offer_id.to_string(),
-                category: offer.category.to_string(),
-            });
-        }
     }
 }
 
@@ -551,20 +550,22 @@ mod tests {
             lifetime: 1,
             recent: vec![now - 3 * 86_400],
         };
-        let mut check = CapCheck::from_histories(&caps, now, keys, seen);
+        let check = CapCheck::from_histories(&caps, now, keys, seen);
         assert_eq!(
             check.record.len(),
             2,
             "counters with no impressions are left out"
         );
-        assert_eq!(check.blocking_cap(c), Some(&caps[1]));
-        assert_eq!(check.blocking_cap(a), None);
-        check.take(a);
-        assert_eq!(check.blocking_cap(a), Some(&caps[0]), "taken in this slate");
-        assert_eq!(check.blocking_cap(b), None, "one of acme's two so far");
-        check.take(b);
+        assert_eq!(check.blocking_cap(c, []), Some(&caps[1]));
+        assert_eq!(check.blocking_cap(a, []), None);
         assert_eq!(
-            check.blocking_cap(offer("acme", "z", "travel")),
+            check.blocking_cap(a, [a]),
+            Some(&caps[0]),
+            "taken in this slate"
+        );
+        assert_eq!(check.blocking_cap(b, [a]), None, "one of acme's two so far");
+        assert_eq!(
+            check.blocking_cap(offer("acme", "z", "travel"), [a, b]),
             Some(&caps[1]),
             "acme's two taken"
         );
@@ -608,30 +609,32 @@ mod tests {
                 history(vec![now - 7200, now - 60]),
             ),
         ];
-        let mut check = CapCheck::new(&caps, now, record);
+        let check = CapCheck::new(&caps, now, record);
         assert_eq!(
-            check.blocking_cap(offer("acme", "a", "travel")),
+            check.blocking_cap(offer("acme", "a", "travel"), []),
             Some(&caps[0])
         );
         assert_eq!(
-            check.blocking_cap(offer("acme", "b", "travel")),
+            check.blocking_cap(offer("acme", "b", "travel"), []),
             None,
             "one in the hour"
         );
         assert_eq!(
-            check.blocking_cap(offer("zeta", "b", "dining")),
+            check.blocking_cap(offer("zeta", "b", "dining"), []),
             Some(&caps[1])
         );
         assert_eq!(
-            check.blocking_cap(offer("zeta", "b", "grocery")),
+            check.blocking_cap(offer("zeta", "b", "grocery"), []),
             None,
             "nothing read"
         );
-        check.take(offer("acme", "b", "travel"));
-        assert_eq!(check.blocking_cap(offer("acme", "b", "x")), Some(&caps[0]));
-        check.take(offer("zeta", "c", "travel"));
+        let taken = [offer("acme", "b", "travel"), offer("zeta", "c", "travel")];
         assert_eq!(
-            check.blocking_cap(offer("kilo", "d", "travel")),
+            check.blocking_cap(offer("acme", "b", "x"), [taken[0]]),
+            Some(&caps[0])
+        );
+        assert_eq!(
+            check.blocking_cap(offer("kilo", "d", "travel"), taken),
             Some(&caps[1]),
             "one read and two taken"
         );
@@ -668,17 +671,15 @@ mod tests {
                 "slate"
             ]
         );
-        let mut check = CapCheck::new(&caps, 1_000, Vec::new());
-        check.take(a);
+        let check = CapCheck::new(&caps, 1_000, Vec::new());
         assert_eq!(
-            check.blocking_cap(b),
+            check.blocking_cap(b, [a]),
             Some(&caps[0]),
             "travel taken by acme"
         );
-        assert_eq!(check.blocking_cap(c), None);
-        check.take(c);
+        assert_eq!(check.blocking_cap(c, [a]), None);
         assert_eq!(
-            check.blocking_cap(d),
+            check.blocking_cap(d, [a, c]),
             Some(&caps[1]),
             "two offers in this slate"
         );

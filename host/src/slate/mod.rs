@@ -554,13 +554,8 @@ impl SlateService {
         {
             record.map(|record| CapCheck::new(caps, cap_now, record))
         } else {
-            let offers = runs.iter().flat_map(|run| {
-                run.bids.iter().map(|b| CappedOffer {
-                    partner: &run.plugin.partner,
-                    offer_id: &b.offer.id,
-                    category: &b.offer.category,
-                })
-            });
+            let offers = (runs.iter())
+                .flat_map(|run| (run.bids.iter()).map(|b| CappedOffer::of(&run.plugin.partner, b)));
             let keys = caps::keys_to_read(caps, offers);
             if keys.is_empty() {
                 Ok(CapCheck::new(caps, cap_now, Vec::new()))

@@ -61,7 +61,7 @@ pub(super) fn rank(
     placement: &PlacementConfig,
     slots: usize,
     explain: bool,
-    mut caps: Option<CapCheck<'_>>,
+    caps: Option<CapCheck<'_>>,
     mut reserve: Option<&mut Reserve<'_>>,
 ) -> Vec<(usize, Bid, f64)> {
     let total_bids: usize = runs.iter().map(|r| r.bids.len()).sum();
@@ -110,18 +110,17 @@ pub(super) fn rank(
             .iter()
             .filter(|(j, _, _)| runs[*j].plugin.partner == runs[i].plugin.partner)
             .count();
-        let run = &mut runs[i];
-        let offer = CappedOffer {
-            partner: &run.plugin.partner,
-            offer_id: &bid.offer.id,
-            category: &bid.offer.category,
-        };
         let verdict = match &caps {
             None => Some((DropReason::CapsUnavailable, None)),
-            Some(check) => check
-                .blocking_cap(offer)
-                .map(|cap| (DropReason::Capped, Some(cap))),
+            Some(check) => {
+                let taken =
+                    (picked.iter()).map(|(j, b, _)| CappedOffer::of(&runs[*j].plugin.partner, b));
+                check
+                    .blocking_cap(CappedOffer::of(&runs[i].plugin.partner, &bid), taken)
+                    .map(|cap| (DropReason::Capped, Some(cap)))
+            }
         };
+        let run = &mut runs[i];
         if let Some((reason, cap)) = verdict {
             let detail = |_: &Bid| match cap {
                 Some(cap) => format!("cap reached: {cap}"),
@@ -157,13 +156,6 @@ pub(super) fn rank(
                     continue;
                 }
                 Some(Ok(true)) | None => {}
-            }
-            if let Some(check) = &mut caps {
-                check.take(CappedOffer {
-                    partner: &run.plugin.partner,
-                    offer_id: &bid.offer.id,
-                    category: &bid.offer.category,
-                });
             }
             picked.push((i, bid, score));
         }
