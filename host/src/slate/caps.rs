@@ -610,24 +610,17 @@ mod tests {
             ),
         ];
         let check = CapCheck::new(&caps, now, record);
-        assert_eq!(
-            check.blocking_cap(offer("acme", "a", "travel"), []),
-            Some(&caps[0])
-        );
-        assert_eq!(
-            check.blocking_cap(offer("acme", "b", "travel"), []),
-            None,
-            "one in the hour"
-        );
-        assert_eq!(
-            check.blocking_cap(offer("zeta", "b", "dining"), []),
-            Some(&caps[1])
-        );
-        assert_eq!(
-            check.blocking_cap(offer("zeta", "b", "grocery"), []),
-            None,
-            "nothing read"
-        );
+        // Alone: acme/a twice in the hour, acme/b once (once before it), dining three
+        // times today, nothing of grocery.
+        let alone = [
+            (offer("acme", "a", "travel"), Some(&caps[0])),
+            (offer("acme", "b", "travel"), None),
+            (offer("zeta", "b", "dining"), Some(&caps[1])),
+            (offer("zeta", "b", "grocery"), None),
+        ];
+        for (o, want) in alone {
+            assert_eq!(check.blocking_cap(o, []), want, "{o:?}");
+        }
         let taken = [offer("acme", "b", "travel"), offer("zeta", "c", "travel")];
         assert_eq!(
             check.blocking_cap(offer("acme", "b", "x"), [taken[0]]),

@@ -541,17 +541,15 @@ impl SlateService {
         }
 
         // The subject's counters, read once: its whole record when the store keeps one
-        // and no cap needs lifetime totals; otherwise by key, each key the offers touch
-        // under the caps once.
+        // and no cap needs lifetime totals (read here: only a store that is not remote is
+        // asked); otherwise by key, each key the offers touch under the caps once.
         let caps = &self.config.caps;
         let cap_now = now.unix_timestamp() as u64;
         let lifetime = caps::has_lifetime_cap(caps);
+        let whole = !lifetime && !self.store.is_remote();
         let read = if caps.is_empty() || runs.iter().all(|r| r.bids.is_empty()) {
             Ok(CapCheck::new(caps, cap_now, Vec::new()))
-        } else if let Some(record) = (!lifetime)
-            .then(|| self.store.cap_record(&subject))
-            .flatten()
-        {
+        } else if let Some(record) = whole.then(|| self.store.cap_record(&subject)).flatten() {
             record.map(|record| CapCheck::new(caps, cap_now, record))
         } else {
             let offers = (runs.iter())
