@@ -2,7 +2,7 @@
 //! counting on serve, failing closed.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use offerhost::slate::caps::{CapHistory, CapRecord, Retention};
 use offerhost::slate::profile::Profile;
@@ -204,6 +204,8 @@ struct FlakyStore {
     inner: SledStore,
     caps_down: AtomicBool,
     slates_down: AtomicBool,
+    /// Reads of a subject's whole cap record.
+    record_reads: AtomicUsize,
 }
 
 impl FlakyStore {
@@ -213,6 +215,7 @@ impl FlakyStore {
             inner: SledStore::open(dir).unwrap(),
             caps_down: AtomicBool::new(false),
             slates_down: AtomicBool::new(false),
+            record_reads: AtomicUsize::new(0),
         })
     }
 }
@@ -245,6 +248,7 @@ impl Store for FlakyStore {
         self.inner.cap_histories(s, keys, lifetime)
     }
     fn cap_record(&self, s: &SubjectKey) -> Option<Result<CapRecord, StoreError>> {
+        self.record_reads.fetch_add(1, Ordering::SeqCst);
         if self.caps_down.load(Ordering::SeqCst) {
             return Some(Err(StoreError::Backend(
                 "disk on fire at /secret/path".into(),
@@ -330,6 +334,12 @@ async fn unreadable_counters_fail_closed_and_say_so() {
         let host = host_with_store(&with_caps(&cap), store.clone(), dir.path());
         let ok = traveller_slate(&host).await;
         assert_eq!(ok["offers"].as_array().unwrap().len(), 2, "{window}");
+        let whole = store.record_reads.load(Ordering::SeqCst);
+        assert_eq!(
+            whole > 0,
+            window != "lifetime",
+            "{window}: {whole} record reads"
+        );
 
         store.caps_down.store(true, Ordering::SeqCst);
         let closed = traveller_slate(&host).await;

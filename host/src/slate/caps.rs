@@ -364,9 +364,12 @@ pub struct CapCheck<'a> {
 }
 
 impl<'a> CapCheck<'a> {
-    /// A check of `caps` at `now` (unix seconds) against `record`, sorted by key.
-    pub fn new(caps: &'a [FrequencyCap], now: u64, record: CapRecord) -> Self {
-        debug_assert!(record.is_sorted_by(|a, b| a.0 < b.0), "records are sorted");
+    /// A check of `caps` at `now` (unix seconds) against `record`, sorted by key (a
+    /// record out of order is sorted here rather than misread).
+    pub fn new(caps: &'a [FrequencyCap], now: u64, mut record: CapRecord) -> Self {
+        if !record.is_sorted_by(|a, b| a.0 <= b.0) {
+            record.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        }
         CapCheck { caps, record, now }
     }
 
@@ -564,6 +567,12 @@ mod tests {
             "taken in this slate"
         );
         assert_eq!(check.blocking_cap(b, [a]), None, "one of acme's two so far");
+        let other_partner = offer("kilo", "a", "travel");
+        assert_eq!(
+            check.blocking_cap(other_partner, [a]),
+            None,
+            "the same offer id of another partner is another offer"
+        );
         assert_eq!(
             check.blocking_cap(offer("acme", "z", "travel"), [a, b]),
             Some(&caps[1]),
@@ -609,7 +618,8 @@ mod tests {
                 history(vec![now - 7200, now - 60]),
             ),
         ];
-        let check = CapCheck::new(&caps, now, record);
+        // Handed over out of order, it is sorted before it is searched.
+        let check = CapCheck::new(&caps, now, record.into_iter().rev().collect());
         // Alone: acme/a twice in the hour, acme/b once (once before it), dining three
         // times today, nothing of grocery.
         let alone = [

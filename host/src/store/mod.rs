@@ -308,8 +308,8 @@ pub trait Store: Send + Sync + 'static {
         keys: &[String],
         lifetime: bool,
     ) -> Result<Vec<CapHistory>, StoreError>;
-    /// Every counter of `subject` with impressions inside the longest cap window, sorted
-    /// by key, when the store keeps them in one record: a slate then reads them without
+    /// Every counter of `subject` with impressions inside the longest cap window (as of
+    /// the subject's last write), sorted by key, when the store keeps them in one record: a slate then reads them without
     /// first listing the keys its offers touch. `None` (the default) when the store reads
     /// by key only ([`Store::cap_histories`]). Lifetime totals of counters left out are
     /// not in it, so a slate under a lifetime cap reads by key. A slate reads it on the

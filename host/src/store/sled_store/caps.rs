@@ -62,7 +62,15 @@ pub(super) fn decode_counters<'a>(
         message,
     };
     match bytes.split_first() {
-        Some((&RECORD_V1, rest)) => postcard::from_bytes(rest).map_err(|e| corrupt(e.to_string())),
+        Some((&RECORD_V1, rest)) => {
+            let counters: Counters<'a> =
+                postcard::from_bytes(rest).map_err(|e| corrupt(e.to_string()))?;
+            // Looked up by binary search: out of order, it would be misread, not refused.
+            if !counters.is_sorted_by(|a, b| a.key < b.key) {
+                return Err(corrupt("counters out of order or repeated".into()));
+            }
+            Ok(counters)
+        }
         Some((v, _)) => Err(corrupt(format!("unknown record layout {v}"))),
         None => Err(corrupt("empty record".into())),
     }
@@ -271,5 +279,11 @@ mod tests {
         assert!(e.contains("unknown record layout 9"), "{e}");
         assert!(decode_counters("s", &[]).is_err());
         assert!(decode_counters("s", &bytes[..bytes.len() - 1]).is_err());
+        // Out of order or repeated, binary search would misread it: refused.
+        for (a, b) in [(1, 0), (0, 0)] {
+            let shuffled = vec![counters[a].clone(), counters[b].clone()];
+            let e = decode_counters("s", &encode_counters(&shuffled)).unwrap_err();
+            assert!(e.to_string().contains("out of order"), "{e}");
+        }
     }
 }
