@@ -129,45 +129,6 @@ impl fmt::Display for FrequencyCap {
     }
 }
 
-/// The counter keys an offer touches, one per scope.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct OfferKeys {
-    /// Partner id.
-    pub partner: String,
-    /// Offer id.
-    pub offer_id: String,
-    /// Category id.
-    pub category: String,
-}
-
-impl OfferKeys {
-    /// The store key of `scope` for this offer.
-    pub fn key(&self, scope: CapScope) -> String {
-        let mut key = String::new();
-        write_key(
-            &mut key,
-            scope,
-            &self.partner,
-            &self.offer_id,
-            &self.category,
-        );
-        key
-    }
-
-    /// Every key, one per scope.
-    pub fn all_keys(&self) -> Vec<String> {
-        [
-            CapScope::Offer,
-            CapScope::Partner,
-            CapScope::Category,
-            CapScope::Slate,
-        ]
-        .into_iter()
-        .map(|s| self.key(s))
-        .collect()
-    }
-}
-
 /// The impression history of one counter: a lifetime total and the recent timestamps
 /// (seconds), trimmed to what the configured caps can still need.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -243,11 +204,6 @@ impl CapHistory {
     }
 }
 
-/// Appends the store key of `scope` for an offer to `out`.
-fn write_key(out: &mut String, scope: CapScope, partner: &str, offer_id: &str, category: &str) {
-    out.extend(key_pieces(scope, partner, offer_id, category));
-}
-
 /// The pieces whose concatenation is the store key of `scope` for an offer.
 fn key_pieces<'s>(
     scope: CapScope,
@@ -303,6 +259,29 @@ impl<'b> CappedOffer<'b> {
         }
     }
 
+    /// The pieces whose concatenation is this offer's store key at `scope`.
+    fn key_pieces(&self, scope: CapScope) -> impl Iterator<Item = &'b str> + use<'b> {
+        key_pieces(scope, self.partner, self.offer_id, self.category)
+    }
+
+    /// The store key of `scope` for this offer.
+    pub fn key(&self, scope: CapScope) -> String {
+        self.key_pieces(scope).collect()
+    }
+
+    /// Every key, one per scope.
+    pub fn all_keys(&self) -> Vec<String> {
+        [
+            CapScope::Offer,
+            CapScope::Partner,
+            CapScope::Category,
+            CapScope::Slate,
+        ]
+        .into_iter()
+        .map(|s| self.key(s))
+        .collect()
+    }
+
     /// Whether `other` counts toward the same counter as this offer at `scope`.
     fn shares(&self, other: &CappedOffer<'_>, scope: CapScope) -> bool {
         match scope {
@@ -329,17 +308,7 @@ pub fn keys_to_read<'b>(
     scopes.dedup();
     let mut keys = Vec::new();
     for offer in offers {
-        for &scope in &scopes {
-            let mut key = String::new();
-            write_key(
-                &mut key,
-                scope,
-                offer.partner,
-                offer.offer_id,
-                offer.category,
-            );
-            keys.push(key);
-        }
+        keys.extend(scopes.iter().map(|&scope| offer.key(scope)));
     }
     keys.sort_unstable();
     keys.dedup();
@@ -391,10 +360,8 @@ impl<'a> CapCheck<'a> {
 
     /// The history of `offer`'s counter at `scope`, if it has impressions.
     fn history(&self, scope: CapScope, offer: CappedOffer<'_>) -> Option<&CapHistory> {
-        let pieces = || key_pieces(scope, offer.partner, offer.offer_id, offer.category);
-        let at = self
-            .record
-            .binary_search_by(|(key, _)| cmp_key(key, pieces()))
+        let at = (self.record)
+            .binary_search_by(|(key, _)| cmp_key(key, offer.key_pieces(scope)))
             .ok()?;
         Some(&self.record[at].1)
     }
@@ -408,12 +375,8 @@ impl<'a> CapCheck<'a> {
     {
         let taken = taken.into_iter();
         self.caps.iter().find(|cap| {
-            let seen = match self.record.is_empty() {
-                true => 0,
-                false => self
-                    .history(cap.scope, offer)
-                    .map_or(0, |h| h.count(cap.window, self.now)),
-            };
+            let seen =
+                (self.history(cap.scope, offer)).map_or(0, |h| h.count(cap.window, self.now));
             let here = taken.clone().filter(|t| offer.shares(t, cap.scope));
             seen + here.count() as u64 >= cap.max as u64
         })
@@ -503,10 +466,9 @@ mod tests {
                 CapScope::Category,
                 CapScope::Slate,
             ] {
-                let mut key = String::new();
-                write_key(&mut key, scope, o.partner, o.offer_id, o.category);
+                let key = o.key(scope);
                 for s in stored.iter().copied().chain([key.as_str()]) {
-                    let pieces = key_pieces(scope, o.partner, o.offer_id, o.category);
+                    let pieces = o.key_pieces(scope);
                     assert_eq!(cmp_key(s, pieces), s.cmp(&key), "{s:?} against {key:?}");
                 }
             }
@@ -578,11 +540,7 @@ mod tests {
             Some(&caps[1]),
             "acme's two taken"
         );
-        let d = OfferKeys {
-            partner: "acme".into(),
-            offer_id: "d".into(),
-            category: "x".into(),
-        };
+        let d = offer("acme", "d", "x");
         assert_eq!(d.key(CapScope::Offer), "offer:acme/d");
         assert_eq!(d.key(CapScope::Slate), "slate");
     }

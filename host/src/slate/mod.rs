@@ -31,7 +31,7 @@ use utoipa::ToSchema;
 use crate::clock::Clock;
 use crate::config::{Config, PlacementConfig};
 use crate::metrics::{EventLabels, Metrics, PlacementLabels, PlacementOnly, SlateLabels};
-use crate::model::{Bid, DropReason, FieldError, Offer};
+use crate::model::{DropReason, FieldError, Offer};
 use crate::registry::Registry;
 use crate::report::{Aggregator, Cell, field};
 use crate::sandbox::{LogLine, Outcome};
@@ -39,7 +39,7 @@ use crate::store::{
     Recorded, Reservation, ServedOffer, ServedOfferRef, SlateRecord, SlateRecordRef, Store,
     SubjectKey,
 };
-use caps::{CapCheck, CappedOffer, OfferKeys, Retention};
+use caps::{CapCheck, CappedOffer, Retention};
 use fanout::{Call, Done};
 use profile::Profile;
 
@@ -204,6 +204,8 @@ pub struct SlateService {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) clock: Arc<dyn Clock>,
     retention: Retention,
+    /// Whether some cap counts impressions ever (then caps are read by key, with totals).
+    lifetime_caps: bool,
     holidays: Vec<time::Date>,
     fanout: Arc<fanout::Fanout>,
     /// Slate records not yet written (embedded store only; see [`records`]).
@@ -245,6 +247,7 @@ impl SlateService {
             noise_secret: std::sync::OnceLock::new(),
             settling: tokio::sync::Mutex::new(()),
             retention: Retention::for_caps(&config.caps),
+            lifetime_caps: caps::has_lifetime_cap(&config.caps),
             config,
             // Enough pool threads that plugins hanging until the slate deadline in
             // several slates at once still leave threads for everyone else.
@@ -545,7 +548,7 @@ impl SlateService {
         // asked); otherwise by key, each key the offers touch under the caps once.
         let caps = &self.config.caps;
         let cap_now = now.unix_timestamp() as u64;
-        let lifetime = caps::has_lifetime_cap(caps);
+        let lifetime = self.lifetime_caps;
         let whole = !lifetime && !self.store.is_remote();
         let read = if caps.is_empty() || runs.iter().all(|r| r.bids.is_empty()) {
             Ok(CapCheck::new(caps, cap_now, Vec::new()))
@@ -554,28 +557,22 @@ impl SlateService {
         } else {
             let offers = (runs.iter())
                 .flat_map(|run| (run.bids.iter()).map(|b| CappedOffer::of(&run.plugin.partner, b)));
+            // Not empty: there are caps and offers.
             let keys = caps::keys_to_read(caps, offers);
-            if keys.is_empty() {
-                Ok(CapCheck::new(caps, cap_now, Vec::new()))
-            } else {
-                let (who, wanted) = (subject.clone(), keys.len());
-                let read = self
-                    .io_for(&mut busy, move |s| {
-                        let histories = s.cap_histories(&who, &keys, lifetime)?;
-                        Ok((keys, histories))
-                    })
-                    .await;
-                match read {
-                    Ok((keys, histories)) if histories.len() == wanted => {
+            let (who, wanted) = (subject.clone(), keys.len());
+            let read = self.io_for(&mut busy, move |s| {
+                let histories = s.cap_histories(&who, &keys, lifetime)?;
+                Ok((keys, histories))
+            });
+            read.await
+                .and_then(|(keys, histories)| match histories.len() {
+                    n if n == wanted => {
                         Ok(CapCheck::from_histories(caps, cap_now, keys, histories))
                     }
-                    Ok((_, histories)) => Err(crate::store::StoreError::Backend(format!(
-                        "{} histories for {wanted} keys",
-                        histories.len()
+                    n => Err(crate::store::StoreError::Backend(format!(
+                        "{n} histories for {wanted} keys"
                     ))),
-                    Err(e) => Err(e),
-                }
-            }
+                })
         };
         let cap_check = match read {
             Ok(check) => Some(check),
@@ -591,20 +588,20 @@ impl SlateService {
         // Counting on serve reserves each impression atomically against every cap, so
         // replicas serving the same subject at once never overshoot.
         let served_at = now.unix_timestamp() as u64;
-        let mut reserve = |keys: &OfferKeys| {
+        let mut reserve = |offer: CappedOffer<'_>| {
             let limits: Vec<(String, Option<u64>, u32)> = self
                 .config
                 .caps
                 .iter()
-                .map(|c| (keys.key(c.scope), c.window.seconds(), c.max))
+                .map(|c| (offer.key(c.scope), c.window.seconds(), c.max))
                 .collect();
-            let event_id = format!("{slate_id}|serve|{}/{}", keys.partner, keys.offer_id);
+            let event_id = format!("{slate_id}|serve|{}/{}", offer.partner, offer.offer_id);
             let made = self.store.try_reserve(
                 &event_id,
                 "serve",
                 &subject,
                 &limits,
-                &keys.all_keys(),
+                &offer.all_keys(),
                 served_at,
                 self.retention,
             )?;
@@ -850,10 +847,10 @@ impl SlateService {
             })?;
         let counts = ev.event_type == EventType::Impression && !self.config.slate.count_on_serve;
         let keys = if counts {
-            OfferKeys {
-                partner: offer.partner.clone(),
-                offer_id: offer.offer_id.clone(),
-                category: offer.category.clone(),
+            CappedOffer {
+                partner: &offer.partner,
+                offer_id: &offer.offer_id,
+                category: &offer.category,
             }
             .all_keys()
         } else {
@@ -1151,14 +1148,6 @@ fn day_string(d: time::Date) -> String {
 
 /// The label of a slate whose customer has no tier or stage.
 const UNKNOWN: &str = "unknown";
-
-fn keys_of(partner: &str, bid: &Bid) -> OfferKeys {
-    OfferKeys {
-        partner: partner.to_string(),
-        offer_id: bid.offer.id.clone(),
-        category: bid.offer.category.clone(),
-    }
-}
 
 /// A call's own fields of its arm row.
 fn call_fields(outcome: &Outcome, fuel: u64, latency: Duration) -> [(&'static str, u64); 6] {

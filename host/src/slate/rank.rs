@@ -7,14 +7,14 @@ use crate::config::PlacementConfig;
 use crate::model::{Bid, DropReason};
 use crate::sandbox::{LogLine, Outcome};
 
-use super::caps::{CapCheck, CappedOffer, OfferKeys};
+use super::DroppedBid;
+use super::caps::{CapCheck, CappedOffer};
 use super::deployment::{DeployedPlugin, Variant};
-use super::{DroppedBid, keys_of};
 use crate::store::StoreError;
 
 /// Atomically counts one impression of an offer if every cap allows it (serve-time
 /// counting); `Ok(false)` when a cap is reached.
-pub(super) type Reserve<'a> = dyn FnMut(&OfferKeys) -> Result<bool, StoreError> + 'a;
+pub(super) type Reserve<'a> = dyn FnMut(CappedOffer<'_>) -> Result<bool, StoreError> + 'a;
 
 /// One plugin's part of a slate.
 pub(super) struct PluginRun {
@@ -142,7 +142,7 @@ pub(super) fn rank(
             // The offer's keys as strings, built only for a reservation.
             let reserved = reserve
                 .as_mut()
-                .map(|r| r(&keys_of(&run.plugin.partner, &bid)));
+                .map(|r| r(CappedOffer::of(&run.plugin.partner, &bid)));
             match reserved {
                 Some(Ok(false)) => {
                     let detail = |_: &Bid| "cap reached (counted by a concurrent slate)".into();

@@ -309,12 +309,12 @@ pub trait Store: Send + Sync + 'static {
         lifetime: bool,
     ) -> Result<Vec<CapHistory>, StoreError>;
     /// Every counter of `subject` with impressions inside the longest cap window (as of
-    /// the subject's last write), sorted by key, when the store keeps them in one record: a slate then reads them without
-    /// first listing the keys its offers touch. `None` (the default) when the store reads
-    /// by key only ([`Store::cap_histories`]). Lifetime totals of counters left out are
-    /// not in it, so a slate under a lifetime cap reads by key. A slate reads it on the
-    /// request's own thread, so it asks only a store that is not remote
-    /// ([`Store::is_remote`]).
+    /// the subject's last write), sorted by key, when the store keeps them in one
+    /// record: a slate then reads them without first listing the keys its offers touch.
+    /// `None` (the default) when the store reads by key only ([`Store::cap_histories`]).
+    /// Lifetime totals of counters left out are not in it, so a slate under a lifetime
+    /// cap reads by key. A slate reads it on the request's own thread, so it asks only a
+    /// store that is not remote ([`Store::is_remote`]).
     fn cap_record(&self, subject: &SubjectKey) -> Option<Result<CapRecord, StoreError>> {
         let _ = subject;
         None
