@@ -638,3 +638,164 @@ fn counter_buckets_expire_whole() {
         );
     }
 }
+
+/// A subject's record holds what reading its counters by key finds, on every backend,
+/// and a slate's reads bring it together with the profile.
+#[test]
+fn records_hold_what_reading_by_key_finds() {
+    for (name, store, _dir) in backends("records") {
+        let s = subject("fay");
+        let keys = ["category:travel", "offer:p/o", "offer:p/o2", "slate"].map(String::from);
+        store
+            .record_event("r1", "ev", &s, &keys[1..], 1000, RETAIN)
+            .unwrap();
+        store
+            .record_event("r2", "ev", &s, &[keys[1].clone()], 1200, RETAIN)
+            .unwrap();
+        store
+            .try_reserve("r3", "r", &s, &[], &keys[..1], 1300, RETAIN)
+            .unwrap();
+        let record = store
+            .cap_record(&s)
+            .unwrap_or_else(|| panic!("{name} keeps records"))
+            .unwrap();
+        let histories = store.cap_histories(&s, &keys, false).unwrap();
+        let by_key: Vec<(&str, &[u64])> = (keys.iter().zip(&histories))
+            .map(|(k, h)| (k.as_str(), h.recent.as_slice()))
+            .collect();
+        let in_record: Vec<(&str, &[u64])> = (record.iter())
+            .map(|(k, h)| (k.as_str(), h.recent.as_slice()))
+            .collect();
+        assert_eq!(in_record, by_key, "{name}");
+        assert_eq!(
+            in_record[1],
+            ("offer:p/o", &[1000, 1200][..]),
+            "{name}: sorted by key, times in order"
+        );
+
+        let p = Profile {
+            marketing_consent: true,
+            ..Profile::default()
+        };
+        store.put_profiles(&[(s.clone(), p.clone())]).unwrap();
+        let reads = store.slate_reads(&s, true, true);
+        assert_eq!(reads.profile.unwrap().unwrap(), Some(p), "{name}");
+        assert_eq!(reads.caps.unwrap().unwrap(), record, "{name}");
+        let reads = store.slate_reads(&s, false, true);
+        assert!(reads.profile.is_none(), "{name}: not asked for");
+        assert_eq!(reads.caps.unwrap().unwrap().len(), 4, "{name}");
+        // A subject with nothing stored.
+        let reads = store.slate_reads(&subject("nobody"), true, true);
+        assert_eq!(reads.profile.unwrap().unwrap(), None, "{name}");
+        assert_eq!(reads.caps.unwrap().unwrap(), Vec::new(), "{name}");
+        assert!(store.slate_reads(&s, true, false).caps.is_none(), "{name}");
+    }
+}
+
+/// A raw connection to a test server or cluster, to write what an earlier version did.
+fn raw(url: &str) -> Box<dyn redis::ConnectionLike> {
+    match url.strip_prefix("redis-cluster://") {
+        Some(nodes) => {
+            let nodes: Vec<String> = nodes.split(',').map(|n| format!("redis://{n}")).collect();
+            let client = redis::cluster::ClusterClient::new(nodes).unwrap();
+            Box::new(client.get_connection().unwrap())
+        }
+        None => Box::new(redis::Client::open(url).unwrap().get_connection().unwrap()),
+    }
+}
+
+/// On a Redis store written by an earlier version, counters are not listed: slates read
+/// them by key until `upgrade` lists them, and then read each subject's record, which
+/// holds the earlier counters with the new ones. Replicas opened before learn of it at
+/// their next read.
+#[test]
+fn counters_from_earlier_versions_are_listed_by_the_upgrade() {
+    for url in [redis_url(), redis_cluster_url()] {
+        let prefix = unique_prefix("upgrade");
+        let mut redis = raw(&url);
+        let (s1, s2) = (subject("gus"), subject("hal"));
+        // An earlier version: a registry revision, and counters with no list.
+        let () = redis::cmd("SET")
+            .arg(format!("{prefix}{{registry}}:rev"))
+            .arg(1)
+            .query(&mut *redis)
+            .unwrap();
+        for (who, key, times) in [
+            (&s1, "offer:p/o", &[1000u64, 1100][..]),
+            (&s1, "slate", &[1100][..]),
+            (&s2, "partner:q", &[900][..]),
+        ] {
+            let set = format!("{prefix}cap:{{{}}}|{key}:t", who.0);
+            for t in times {
+                let () = redis::cmd("ZADD")
+                    .arg(&set)
+                    .arg(t)
+                    .arg(format!("old-{t}"))
+                    .query(&mut *redis)
+                    .unwrap();
+            }
+            let () = redis::cmd("EXPIRE")
+                .arg(&set)
+                .arg(3660)
+                .query(&mut *redis)
+                .unwrap();
+        }
+        let store = RedisStore::open(&url, &prefix).unwrap();
+        let replica = RedisStore::open(&url, &prefix).unwrap();
+        assert!(!store.counters_listed(), "{url}");
+        assert!(
+            store.cap_record(&s1).is_none(),
+            "{url}: read by key until then"
+        );
+        assert!(replica.slate_reads(&s1, true, true).caps.is_none(), "{url}");
+        // This version lists what it counts meanwhile.
+        store
+            .record_event("new", "ev", &s1, &["partner:p".into()], 1200, RETAIN)
+            .unwrap();
+
+        let mut progress = Vec::new();
+        let looked_at = store.upgrade(&mut |n| progress.push(n)).unwrap();
+        assert_eq!(
+            looked_at, 4,
+            "{url}: three earlier counters and the new one"
+        );
+        assert_eq!(progress.last(), Some(&4), "{url}");
+        assert!(store.counters_listed(), "{url}");
+        let recent = |record: Vec<(String, offerhost::slate::caps::CapHistory)>| {
+            (record.into_iter())
+                .map(|(k, h)| (k, h.recent))
+                .collect::<Vec<_>>()
+        };
+        let expected = vec![
+            ("offer:p/o".to_string(), vec![1000, 1100]),
+            ("partner:p".to_string(), vec![1200]),
+            ("slate".to_string(), vec![1100]),
+        ];
+        let record = store.cap_record(&s1).unwrap().unwrap();
+        assert_eq!(recent(record), expected, "{url}");
+        let record = store.cap_record(&s2).unwrap().unwrap();
+        assert_eq!(
+            recent(record),
+            vec![("partner:q".to_string(), vec![900])],
+            "{url}"
+        );
+        // The list expires with the counters it lists.
+        let ttl: i64 = redis::cmd("TTL")
+            .arg(format!("{prefix}cap:{{{}}}:keys", s2.0))
+            .query(&mut *redis)
+            .unwrap();
+        assert!((3000..=3660).contains(&ttl), "{url}: ttl {ttl}");
+
+        // The replica opened before: its next read learns, the one after reads it.
+        assert!(replica.slate_reads(&s1, true, true).caps.is_none(), "{url}");
+        let reads = replica.slate_reads(&s1, true, true);
+        assert_eq!(recent(reads.caps.unwrap().unwrap()), expected, "{url}");
+        // Once more changes nothing.
+        assert_eq!(store.upgrade(&mut |_| {}).unwrap(), 4, "{url}");
+        let record = store.cap_record(&s1).unwrap().unwrap();
+        assert_eq!(recent(record), expected, "{url}");
+        // A new store starts listed.
+        let fresh = RedisStore::open(&url, &unique_prefix("fresh")).unwrap();
+        assert!(fresh.counters_listed(), "{url}");
+    }
+}

@@ -55,6 +55,9 @@ pub enum Command {
     /// Reports: served offers and events, exact for ops, protected for partners.
     #[command(subcommand)]
     Reports(admin::ReportsCommand),
+    /// The store itself: bring one written by an earlier version up to this one.
+    #[command(subcommand)]
+    Store(serve::StoreCommand),
     /// Admin: the audit log of every registry change.
     Audit {
         /// Show entries after this sequence number.
@@ -82,6 +85,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Plugin(PluginCommand::Run(args)) => return plugin_run::run(args),
         Command::Serve(args) => serve::serve(args),
         Command::Demo(args) => serve::demo(args),
+        Command::Store(cmd) => serve::store(cmd),
         Command::Partners(cmd) => admin::partners(&cli.connection, cmd),
         Command::Keys(cmd) => admin::keys(&cli.connection, cmd),
         Command::Plugins(cmd) => admin::plugins(&cli.connection, cmd),

@@ -33,6 +33,56 @@ pub struct DemoArgs {
     pub data: Option<PathBuf>,
 }
 
+/// `offerhost store ...`
+#[derive(Debug, clap::Subcommand)]
+pub enum StoreCommand {
+    /// Bring a Redis store written by an earlier version up to this one (list each
+    /// subject's cap counters, so slates read them with its profile in one round trip).
+    /// Run it once, after every replica runs this version; running it again changes
+    /// nothing. The embedded store upgrades itself when it opens.
+    Upgrade {
+        /// The TOML configuration file the replicas use.
+        #[arg(long, short = 'c', value_name = "FILE", env = "OFFERHOST_CONFIG")]
+        config: PathBuf,
+    },
+}
+
+pub(super) fn store(cmd: StoreCommand) -> anyhow::Result<()> {
+    let StoreCommand::Upgrade { config } = cmd;
+    let config = Config::load(&config, std::env::vars())?;
+    let Some(url) = &config.store_url else {
+        eprintln!(
+            "nothing to do: the embedded store at {} upgrades itself when it opens",
+            config.store_path.display()
+        );
+        return Ok(());
+    };
+    let store = crate::store::RedisStore::open(url, &config.store_prefix)
+        .with_context(|| format!("opening the Redis store at {url}"))?;
+    if store.counters_listed() {
+        eprintln!("nothing to do: the store at {url} is up to date");
+        return Ok(());
+    }
+    eprintln!(
+        "listing each subject's cap counters in {url} (prefix {:?})",
+        config.store_prefix
+    );
+    let mut shown = 0;
+    let looked_at = store
+        .upgrade(&mut |n| {
+            if n >= shown + 10_000 {
+                eprintln!("  {n} counters so far");
+                shown = n;
+            }
+        })
+        .context("upgrading the store (safe to run again)")?;
+    eprintln!(
+        "done: {looked_at} counters listed; slates now read each subject's counters with its \
+         profile in one round trip (each replica switches at its next capped slate)"
+    );
+    Ok(())
+}
+
 pub(super) fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = Config::load(&args.config, std::env::vars())?;
     let listen = args.listen.unwrap_or_else(|| config.listen.clone());

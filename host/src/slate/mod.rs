@@ -36,8 +36,8 @@ use crate::registry::Registry;
 use crate::report::{Aggregator, Cell, field};
 use crate::sandbox::{LogLine, Outcome};
 use crate::store::{
-    Recorded, Reservation, ServedOffer, ServedOfferRef, SlateRecord, SlateRecordRef, Store,
-    SubjectKey,
+    Recorded, Reservation, ServedOffer, ServedOfferRef, SlateReads, SlateRecord, SlateRecordRef,
+    Store, SubjectKey,
 };
 use caps::{CapCheck, CappedOffer, Retention};
 use fanout::{Call, Done};
@@ -206,6 +206,9 @@ pub struct SlateService {
     retention: Retention,
     /// Whether some cap counts impressions ever (then caps are read by key, with totals).
     lifetime_caps: bool,
+    /// Whether a slate asks for the subject's cap record before its plugins run: there
+    /// are caps, and none counts impressions ever.
+    reads_cap_record: bool,
     holidays: Vec<time::Date>,
     fanout: Arc<fanout::Fanout>,
     /// Slate records not yet written (embedded store only; see [`records`]).
@@ -248,6 +251,7 @@ impl SlateService {
             settling: tokio::sync::Mutex::new(()),
             retention: Retention::for_caps(&config.caps),
             lifetime_caps: caps::has_lifetime_cap(&config.caps),
+            reads_cap_record: !config.caps.is_empty() && !caps::has_lifetime_cap(&config.caps),
             config,
             // Enough pool threads that plugins hanging until the slate deadline in
             // several slates at once still leave threads for everyone else.
@@ -431,12 +435,25 @@ impl SlateService {
             diagnostics: req.debug.then(Vec::new),
         };
 
+        // The stored profile, and the subject's cap record when the store keeps one and
+        // no cap needs lifetime totals: read together, in one round trip on a networked
+        // store, before the plugins run.
+        let (need_profile, need_record) = (req.profile.is_none(), self.reads_cap_record);
+        let reads = if need_profile || need_record {
+            let who = subject.clone();
+            let reads = self.io_for(&mut busy, move |s| {
+                Ok(s.slate_reads(&who, need_profile, need_record))
+            });
+            reads.await.unwrap_or_else(|e| SlateReads {
+                profile: Some(Err(e)),
+                caps: None,
+            })
+        } else {
+            SlateReads::default()
+        };
         let stored = match req.profile {
             Some(p) => Ok(Some(p)),
-            None => {
-                let who = subject.clone();
-                self.io_for(&mut busy, move |s| s.profile(&who)).await
-            }
+            None => reads.profile.unwrap_or(Ok(None)),
         };
         let profile = match stored {
             Ok(Some(p)) => p,
@@ -543,16 +560,14 @@ impl SlateService {
             });
         }
 
-        // The subject's counters, read once: its whole record when the store keeps one
-        // and no cap needs lifetime totals (read here: only a store that is not remote is
-        // asked); otherwise by key, each key the offers touch under the caps once.
+        // The subject's counters: the record read above, or, from a store that reads by
+        // key (or under a lifetime cap), each key the offers touch under the caps, once.
         let caps = &self.config.caps;
         let cap_now = now.unix_timestamp() as u64;
         let lifetime = self.lifetime_caps;
-        let whole = !lifetime && !self.store.is_remote();
         let read = if caps.is_empty() || runs.iter().all(|r| r.bids.is_empty()) {
             Ok(CapCheck::new(caps, cap_now, Vec::new()))
-        } else if let Some(record) = whole.then(|| self.store.cap_record(&subject)).flatten() {
+        } else if let Some(record) = reads.caps {
             record.map(|record| CapCheck::new(caps, cap_now, record))
         } else {
             let offers = (runs.iter())

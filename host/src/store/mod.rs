@@ -249,6 +249,15 @@ pub struct CounterRow {
     pub members: Vec<String>,
 }
 
+/// What [`Store::slate_reads`] read.
+#[derive(Debug, Default)]
+pub struct SlateReads {
+    /// The stored profile, when it was asked for.
+    pub profile: Option<Result<Option<Profile>, StoreError>>,
+    /// The cap record, when it was asked for and the store keeps one.
+    pub caps: Option<Result<CapRecord, StoreError>>,
+}
+
 /// What an event did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "kebab-case")]
@@ -309,15 +318,23 @@ pub trait Store: Send + Sync + 'static {
         lifetime: bool,
     ) -> Result<Vec<CapHistory>, StoreError>;
     /// Every counter of `subject` with impressions inside the longest cap window (as of
-    /// the subject's last write), sorted by key, when the store keeps them in one
-    /// record: a slate then reads them without first listing the keys its offers touch.
-    /// `None` (the default) when the store reads by key only ([`Store::cap_histories`]).
-    /// Lifetime totals of counters left out are not in it, so a slate under a lifetime
-    /// cap reads by key. A slate reads it on the request's own thread, so it asks only a
-    /// store that is not remote ([`Store::is_remote`]).
+    /// the subject's last write), sorted by key, when the store keeps them together: a
+    /// slate then reads them before its plugins run, without listing the keys its
+    /// offers touch. `None` (the default) when the store reads by key only
+    /// ([`Store::cap_histories`]). Lifetime totals of counters left out are not in it,
+    /// so a slate under a lifetime cap reads by key.
     fn cap_record(&self, subject: &SubjectKey) -> Option<Result<CapRecord, StoreError>> {
         let _ = subject;
         None
+    }
+    /// What a slate reads before its plugins run: `subject`'s stored profile when
+    /// `profile`, and its cap record ([`Store::cap_record`]) when `caps`. A networked
+    /// store reads both in one round trip.
+    fn slate_reads(&self, subject: &SubjectKey, profile: bool, caps: bool) -> SlateReads {
+        SlateReads {
+            profile: profile.then(|| self.profile(subject)),
+            caps: caps.then(|| self.cap_record(subject)).flatten(),
+        }
     }
     /// Records event `event_id`, described by `what`, once. When it is new, also adds one
     /// impression at `now` to each of `cap_keys` of `subject`; when it is not, says what

@@ -22,13 +22,15 @@
 //! a bulk profile load is not atomic there (it is on one server).
 
 use redis::cluster::{ClusterClient, ClusterConnection};
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use redis::{Commands, ConnectionLike, FromRedisValue, Pipeline, RedisResult, Script, Value};
 
 use super::{
-    CounterAdd, CounterRow, Reservation, SlateRecord, Store, StoreError, SubjectKey, backend,
-    decode,
+    CounterAdd, CounterRow, Reservation, SlateReads, SlateRecord, Store, StoreError, SubjectKey,
+    backend, decode,
 };
-use crate::slate::caps::{CapHistory, Retention};
+use crate::slate::caps::{CapHistory, CapRecord, Retention};
 use crate::slate::profile::Profile;
 
 use super::EVENT_MEMORY_SECS as EVENT_TTL_SECS;
@@ -36,21 +38,27 @@ use super::EVENT_MEMORY_SECS as EVENT_TTL_SECS;
 /// A Redis-backed store.
 pub struct RedisStore {
     pool: Pool,
+    /// The seed nodes of a cluster (empty for one server).
+    seeds: Vec<String>,
     prefix: String,
     try_reserve: Script,
     commit_registry: Script,
+    /// Whether every subject's counters are listed (see [`RedisStore::upgrade`]), so a
+    /// subject's record can be read from its list; learnt once, never unlearnt.
+    listed: AtomicBool,
 }
 
 const TRY_RESERVE: &str = r#"
--- KEYS[1] event key; KEYS[2..2+2L) limit time-set/lifetime pairs; then cap pairs
+-- KEYS[1] event key; KEYS[2] the subject's list of counters; KEYS[3..3+2L) limit
+--   time-set/lifetime pairs; then cap pairs
 -- ARGV: now, event ttl, retention seconds, retention count, member, L, what the event
---       is, then per limit window seconds (-1 = lifetime) and max
+--       is, then per limit window seconds (-1 = lifetime) and max, then the caps' names
 -- Returns 1 when recorded, 0 when a limit is reached, or what the event id was first
 -- recorded as (a string) when it was.
 local now = tonumber(ARGV[1])
 local l = tonumber(ARGV[6])
 for i = 0, l - 1 do
-  local times, total = KEYS[2 + 2 * i], KEYS[3 + 2 * i]
+  local times, total = KEYS[3 + 2 * i], KEYS[4 + 2 * i]
   local window = tonumber(ARGV[8 + 2 * i])
   local max = tonumber(ARGV[9 + 2 * i])
   local seen
@@ -65,7 +73,8 @@ local fresh = redis.call('SET', KEYS[1], 'v1|' .. ARGV[7], 'NX', 'EX', ARGV[2])
 if not fresh then return redis.call('GET', KEYS[1]) or '' end
 local keep_secs = tonumber(ARGV[3])
 local keep_count = tonumber(ARGV[4])
-for i = 2 + 2 * l, #KEYS, 2 do
+local first = 3 + 2 * l
+for i = first, #KEYS, 2 do
   local times, total = KEYS[i], KEYS[i + 1]
   redis.call('INCR', total)
   if keep_count > 0 then
@@ -73,8 +82,44 @@ for i = 2 + 2 * l, #KEYS, 2 do
     redis.call('ZREMRANGEBYSCORE', times, '-inf', now - keep_secs)
     redis.call('ZREMRANGEBYRANK', times, 0, -(keep_count + 1))
     redis.call('EXPIRE', times, keep_secs + 60)
+    redis.call('ZADD', KEYS[2], now, ARGV[8 + 2 * l + (i - first) / 2])
   end
 end
+if keep_count > 0 and #KEYS >= first then
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - keep_secs)
+  redis.call('EXPIRE', KEYS[2], keep_secs + 60)
+end
+return 1
+"#;
+
+const CAP_RECORD: &str = r#"
+-- KEYS[1] the subject's list of counters; ARGV[1] the prefix of its counters' keys
+-- Returns name, times, name, times... for each listed counter with recent impressions.
+-- The counters' keys share the list's hash tag, so they live in its slot.
+local out = {}
+for _, name in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  local times = redis.call('ZRANGE', ARGV[1] .. name .. ':t', 0, -1, 'WITHSCORES')
+  if #times > 0 then
+    local at = {}
+    for i = 2, #times, 2 do at[#at + 1] = tonumber(times[i]) end
+    out[#out + 1] = name
+    out[#out + 1] = at
+  end
+end
+return out
+"#;
+
+const LIST_COUNTER: &str = r#"
+-- KEYS[1] a counter's time set, KEYS[2] its subject's list of counters; ARGV[1] its name
+-- Lists a counter written before counters were listed, as a reservation would have.
+local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+if #last == 0 then return 0 end
+local at = tonumber(last[2])
+local listed = redis.call('ZSCORE', KEYS[2], ARGV[1])
+if not listed or tonumber(listed) < at then redis.call('ZADD', KEYS[2], at, ARGV[1]) end
+local ttl = redis.call('PTTL', KEYS[1])
+local kept = redis.call('PTTL', KEYS[2])
+if ttl > 0 and (kept < 0 or ttl > kept) then redis.call('PEXPIRE', KEYS[2], ttl) end
 return 1
 "#;
 
@@ -91,6 +136,41 @@ redis.call('RPUSH', KEYS[3], ARGV[3])
 redis.call('SET', KEYS[1], rev + 1)
 return 1
 "#;
+
+/// A subject's record from `CAP_RECORD`'s reply (counters and their impression times),
+/// sorted by key.
+fn decode_record(reply: Value) -> Result<CapRecord, StoreError> {
+    let counters: Vec<(String, Vec<u64>)> = redis::from_redis_value(reply).map_err(backend)?;
+    let mut record: CapRecord = counters
+        .into_iter()
+        .map(|(key, mut recent)| {
+            recent.sort_unstable();
+            // The record serves windowed caps only: its total is what it holds.
+            let history = CapHistory {
+                lifetime: recent.len() as u64,
+                recent,
+            };
+            (key, history)
+        })
+        .collect();
+    record.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    Ok(record)
+}
+
+/// Counters looked at per `SCAN` step of [`RedisStore::upgrade`].
+const UPGRADE_BATCH: usize = 1000;
+
+/// `text` with the characters `SCAN MATCH` treats as a pattern escaped.
+fn glob_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
 
 /// Connections to one server or to a cluster.
 enum Pool {
@@ -202,6 +282,7 @@ impl RedisStore {
     pub fn open(url: &str, prefix: &str) -> Result<RedisStore, StoreError> {
         let unreachable =
             |e: r2d2::Error| StoreError::Backend(format!("cannot connect to Redis at {url}: {e}"));
+        let mut seeds = Vec::new();
         let pool = match cluster_nodes(url) {
             Some(_) if prefix.contains(['{', '}']) => {
                 return Err(StoreError::Backend(format!(
@@ -210,7 +291,8 @@ impl RedisStore {
                 )));
             }
             Some(nodes) => {
-                let client = ClusterClient::new(nodes?).map_err(|e| {
+                seeds = nodes?;
+                let client = ClusterClient::new(seeds.clone()).map_err(|e| {
                     StoreError::Backend(format!("bad Redis Cluster URL {url:?}: {e}"))
                 })?;
                 Pool::Cluster(pool_builder().build(client).map_err(unreachable)?)
@@ -221,12 +303,140 @@ impl RedisStore {
                 Pool::Single(pool_builder().build(client).map_err(unreachable)?)
             }
         };
-        Ok(RedisStore {
+        let store = RedisStore {
             pool,
+            seeds,
             prefix: prefix.to_string(),
             try_reserve: Script::new(TRY_RESERVE),
             commit_registry: Script::new(COMMIT_REGISTRY),
-        })
+            listed: AtomicBool::new(false),
+        };
+        store.learn_layout()?;
+        Ok(store)
+    }
+
+    /// Learns whether counters are listed. A store that has never had a registry
+    /// commit has served nothing, so it is marked listed from the start; a store
+    /// written by an earlier version is listed by [`RedisStore::upgrade`].
+    fn learn_layout(&self) -> Result<(), StoreError> {
+        let mut conn = self.conn()?;
+        let mut pipe = redis::pipe();
+        pipe.exists(self.key(format_args!("{{registry}}:rev")))
+            .get(self.listed_key());
+        let (used, listed): (bool, Option<String>) = conn.pipe(&pipe).map_err(backend)?;
+        if listed.is_none() && !used {
+            conn.set::<_, _, ()>(self.listed_key(), "1")
+                .map_err(backend)?;
+        }
+        self.listed
+            .store(listed.is_some() || !used, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// The marker saying every subject's counters are listed.
+    fn listed_key(&self) -> String {
+        self.key(format_args!("{{registry}}:caps-listed"))
+    }
+
+    /// Whether slates may read a subject's counters from its list.
+    pub fn counters_listed(&self) -> bool {
+        self.listed.load(Ordering::Relaxed)
+    }
+
+    /// Brings a store written by an earlier version up to this one: lists every
+    /// subject's cap counters that a reservation has not listed yet, then marks the
+    /// store as listed, so that slates read a subject's counters together with its
+    /// profile in one round trip (until then they read by key). Run it once every
+    /// replica runs this version: an earlier version does not list what it counts.
+    /// Running it again changes nothing. Calls `progress` with the counters looked at
+    /// so far after each batch; returns how many it looked at.
+    pub fn upgrade(&self, progress: &mut dyn FnMut(u64)) -> Result<u64, StoreError> {
+        let pattern = format!("{}cap:*:t", glob_escape(&self.prefix));
+        let start = self.key(format_args!("cap:{{"));
+        let mut seen = 0u64;
+        for mut node in self.primaries()? {
+            let mut cursor = 0u64;
+            loop {
+                let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(&pattern)
+                    .arg("COUNT")
+                    .arg(UPGRADE_BATCH)
+                    .query(&mut *node)
+                    .map_err(backend)?;
+                let mut pipe = redis::pipe();
+                for key in &keys {
+                    let Some((subject, name)) = (key.strip_prefix(&start))
+                        .and_then(|rest| rest.strip_suffix(":t"))
+                        .and_then(|rest| rest.split_once("}|"))
+                    else {
+                        continue;
+                    };
+                    let list = self.cap_list_key(&SubjectKey(subject.to_string()));
+                    pipe.cmd("EVAL")
+                        .arg(LIST_COUNTER)
+                        .arg(2)
+                        .arg(key)
+                        .arg(list)
+                        .arg(name)
+                        .ignore();
+                    seen += 1;
+                }
+                self.conn()?.pipe::<()>(&pipe).map_err(backend)?;
+                progress(seen);
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
+            }
+        }
+        self.conn()?
+            .set::<_, _, ()>(self.listed_key(), "1")
+            .map_err(backend)?;
+        self.listed.store(true, Ordering::Relaxed);
+        Ok(seen)
+    }
+
+    /// A plain connection to every primary: the server, or each primary of a cluster
+    /// (found with `CLUSTER NODES`, reached with the seed nodes' credentials).
+    fn primaries(&self) -> Result<Vec<Box<dyn ConnectionLike>>, StoreError> {
+        let Some(seed) = self.seeds.first() else {
+            return Ok(vec![Box::new(self.conn()?)]);
+        };
+        let connect = |info: redis::ConnectionInfo| -> Result<Box<dyn ConnectionLike>, _> {
+            let client = redis::Client::open(info).map_err(backend)?;
+            Ok(Box::new(client.get_connection().map_err(backend)?))
+        };
+        let seed =
+            redis::IntoConnectionInfo::into_connection_info(seed.as_str()).map_err(backend)?;
+        let nodes: String = redis::cmd("CLUSTER")
+            .arg("NODES")
+            .query(&mut self.conn()?)
+            .map_err(backend)?;
+        let mut out = Vec::new();
+        for line in nodes.lines() {
+            let mut fields = line.split_whitespace();
+            let (Some(_id), Some(addr), Some(flags)) =
+                (fields.next(), fields.next(), fields.next())
+            else {
+                continue;
+            };
+            let is_primary = flags.split(',').any(|f| f == "master");
+            if !is_primary || flags.split(',').any(|f| f == "fail" || f == "noaddr") {
+                continue;
+            }
+            let addr = addr.split(['@', ',']).next().unwrap_or_default();
+            let Some((host, port)) = addr.rsplit_once(':') else {
+                continue;
+            };
+            let port: u16 = port.parse().map_err(|_| {
+                StoreError::Backend(format!("CLUSTER NODES lists a node at {addr:?}"))
+            })?;
+            let tcp = redis::ConnectionAddr::Tcp(host.to_string(), port);
+            out.push(connect(seed.clone().set_addr(tcp))?);
+        }
+        Ok(out)
     }
 
     fn conn(&self) -> Result<Conn, StoreError> {
@@ -251,6 +461,22 @@ impl RedisStore {
             self.key(format_args!("ctr:{{{bucket}}}:{row}")),
             self.key(format_args!("ctr:{{{bucket}}}:{row}:m")),
         )
+    }
+
+    /// The sorted set listing `subject`'s counters with recent impressions, scored by
+    /// the last one.
+    fn cap_list_key(&self, subject: &SubjectKey) -> String {
+        self.key(format_args!("cap:{{{}}}:keys", subject.0))
+    }
+
+    /// `cap_record`'s script call for `subject`.
+    fn cap_record_cmd(&self, subject: &SubjectKey) -> redis::Cmd {
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(CAP_RECORD)
+            .arg(1)
+            .arg(self.cap_list_key(subject))
+            .arg(self.key(format_args!("cap:{{{}}}|", subject.0)));
+        cmd
     }
 
     fn cap_keys(&self, subject: &SubjectKey, key: &str) -> (String, String) {
@@ -332,6 +558,65 @@ impl Store for RedisStore {
         Ok(out)
     }
 
+    fn cap_record(&self, subject: &SubjectKey) -> Option<Result<CapRecord, StoreError>> {
+        if !self.counters_listed() {
+            return None;
+        }
+        let read = self.conn().and_then(|mut conn| {
+            let reply: Value = self
+                .cap_record_cmd(subject)
+                .query(&mut conn)
+                .map_err(backend)?;
+            decode_record(reply)
+        });
+        Some(read)
+    }
+
+    fn slate_reads(&self, subject: &SubjectKey, profile: bool, caps: bool) -> SlateReads {
+        // One pipeline: the profile, then the record, or until every subject's counters
+        // are known to be listed, whether they are now (the slate then reads by key).
+        let listed = self.counters_listed();
+        let mut pipe = redis::pipe();
+        if profile {
+            pipe.get(self.key(format_args!("profile:{}", subject.0)));
+        }
+        if caps && listed {
+            pipe.add_command(self.cap_record_cmd(subject));
+        } else if caps {
+            pipe.get(self.listed_key());
+        }
+        let replies: Result<Vec<Value>, StoreError> =
+            (self.conn()).and_then(|mut conn| conn.pipe(&pipe).map_err(backend));
+        let mut replies = match replies {
+            Ok(replies) => replies.into_iter(),
+            Err(e) => {
+                let again = || StoreError::Backend(e.to_string());
+                return SlateReads {
+                    profile: profile.then(|| Err(again())),
+                    caps: (caps && listed).then(|| Err(again())),
+                };
+            }
+        };
+        let profile = profile.then(|| {
+            let key = self.key(format_args!("profile:{}", subject.0));
+            let bytes: Option<Vec<u8>> =
+                redis::from_redis_value(replies.next().unwrap_or(Value::Nil)).map_err(backend)?;
+            bytes.map(|b| decode(&key, &b)).transpose()
+        });
+        let caps = match (caps, listed, replies.next()) {
+            (true, true, Some(reply)) => Some(decode_record(reply)),
+            (true, false, Some(Value::Nil)) | (false, _, _) => None,
+            (true, false, Some(_)) => {
+                self.listed.store(true, Ordering::Relaxed);
+                None
+            }
+            (true, _, None) => Some(Err(StoreError::Backend(
+                "the pipeline answered fewer replies than it had commands".into(),
+            ))),
+        };
+        SlateReads { profile, caps }
+    }
+
     fn try_reserve(
         &self,
         event_id: &str,
@@ -345,6 +630,7 @@ impl Store for RedisStore {
         let mut inv = self
             .try_reserve
             .key(self.key(format_args!("event:{{{}}}|{event_id}", subject.0)));
+        inv.key(self.cap_list_key(subject));
         for (k, _, _) in limits {
             let (times, total) = self.cap_keys(subject, k);
             inv.key(times).key(total);
@@ -362,6 +648,9 @@ impl Store for RedisStore {
             .arg(what);
         for (_, window, max) in limits {
             inv.arg(window.map_or(-1, |w| w as i64)).arg(*max);
+        }
+        for k in cap_keys {
+            inv.arg(k);
         }
         let done: redis::Value = inv.invoke(&mut self.conn()?).map_err(backend)?;
         Ok(match done {
