@@ -652,9 +652,13 @@ fn records_hold_what_reading_by_key_finds() {
         store
             .record_event("r2", "ev", &s, &[keys[1].clone()], 1200, RETAIN)
             .unwrap();
-        store
-            .try_reserve("r3", "r", &s, &[], &keys[..1], 1300, RETAIN)
+        // A reservation under a limit (how a slate counts on serve) lists what it counts
+        // just as one without does.
+        let limit = [(keys[0].clone(), Some(3600), 5)];
+        let made = store
+            .try_reserve("r3", "r", &s, &limit, &keys[..1], 1300, RETAIN)
             .unwrap();
+        assert_eq!(made, Reservation::Made, "{name}");
         let record = store
             .cap_record(&s)
             .unwrap_or_else(|| panic!("{name} keeps records"))
@@ -786,9 +790,21 @@ fn counters_from_earlier_versions_are_listed_by_the_upgrade() {
             .unwrap();
         assert!((3000..=3660).contains(&ttl), "{url}: ttl {ttl}");
 
-        // The replica opened before: its next read learns, the one after reads it.
-        assert!(replica.slate_reads(&s1, true, true).caps.is_none(), "{url}");
-        let reads = replica.slate_reads(&s1, true, true);
+        // The replica opened before reads by key until one of its slates looks for the
+        // marker (at most every half second), and reads the record from the next one.
+        let since = std::time::Instant::now();
+        let reads = loop {
+            let reads = replica.slate_reads(&s1, true, true);
+            if reads.caps.is_some() {
+                break reads;
+            }
+            assert!(
+                since.elapsed() < std::time::Duration::from_secs(2),
+                "{url}: the replica did not learn of the upgrade"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        assert!(replica.counters_listed(), "{url}");
         assert_eq!(recent(reads.caps.unwrap().unwrap()), expected, "{url}");
         // Once more changes nothing.
         assert_eq!(store.upgrade(&mut |_| {}).unwrap(), 4, "{url}");
@@ -797,5 +813,46 @@ fn counters_from_earlier_versions_are_listed_by_the_upgrade() {
         // A new store starts listed.
         let fresh = RedisStore::open(&url, &unique_prefix("fresh")).unwrap();
         assert!(fresh.counters_listed(), "{url}");
+    }
+}
+
+/// A replica whose clock is behind never lowers when a counter was last seen: the
+/// subject's record keeps the counter for as long as its recent impressions are kept.
+#[test]
+fn a_late_clock_does_not_drop_a_counter_from_the_record() {
+    for (name, store, _dir) in backends("late-clock") {
+        let s = subject("ivy");
+        let (a, b) = ("offer:p/a".to_string(), "offer:p/b".to_string());
+        store
+            .record_event("e1", "ev", &s, std::slice::from_ref(&a), 5000, RETAIN)
+            .unwrap();
+        // Another replica, its clock 1000 s behind, counts the same offer.
+        store
+            .record_event("e2", "ev", &s, std::slice::from_ref(&a), 4000, RETAIN)
+            .unwrap();
+        // Later, past what the behind clock's impression would keep, another offer.
+        let later = 4000 + RETAIN.seconds + 100;
+        store
+            .record_event("e3", "ev", &s, std::slice::from_ref(&b), later, RETAIN)
+            .unwrap();
+        let record = store.cap_record(&s).unwrap().unwrap();
+        let by_key = store
+            .cap_histories(&s, &[a.clone(), b.clone()], false)
+            .unwrap();
+        let in_record: Vec<(&str, &[u64])> = (record.iter())
+            .map(|(k, h)| (k.as_str(), h.recent.as_slice()))
+            .collect();
+        assert!(
+            in_record.iter().any(|(k, _)| *k == a),
+            "{name}: {a} left the record: {in_record:?}"
+        );
+        assert_eq!(
+            in_record,
+            vec![
+                (a.as_str(), by_key[0].recent.as_slice()),
+                (b.as_str(), by_key[1].recent.as_slice())
+            ],
+            "{name}"
+        );
     }
 }

@@ -435,10 +435,12 @@ impl SlateService {
             diagnostics: req.debug.then(Vec::new),
         };
 
-        // The stored profile, and the subject's cap record when the store keeps one and
-        // no cap needs lifetime totals: read together, in one round trip on a networked
-        // store, before the plugins run.
-        let (need_profile, need_record) = (req.profile.is_none(), self.reads_cap_record);
+        // The stored profile, and from a networked store the subject's cap record when it
+        // keeps one and no cap needs lifetime totals: read together, in one round trip,
+        // before the plugins run. (A store on this machine is asked for the record after
+        // them, only when some plugin bid.)
+        let remote = self.store.is_remote();
+        let (need_profile, need_record) = (req.profile.is_none(), self.reads_cap_record && remote);
         let reads = if need_profile || need_record {
             let who = subject.clone();
             let reads = self.io_for(&mut busy, move |s| {
@@ -560,14 +562,19 @@ impl SlateService {
             });
         }
 
-        // The subject's counters: the record read above, or, from a store that reads by
-        // key (or under a lifetime cap), each key the offers touch under the caps, once.
+        // The subject's counters: the record read above or, from a store on this machine,
+        // now; or, from a store that reads by key (or under a lifetime cap), each key the
+        // offers touch under the caps, once.
         let caps = &self.config.caps;
         let cap_now = now.unix_timestamp() as u64;
         let lifetime = self.lifetime_caps;
         let read = if caps.is_empty() || runs.iter().all(|r| r.bids.is_empty()) {
             Ok(CapCheck::new(caps, cap_now, Vec::new()))
-        } else if let Some(record) = reads.caps {
+        } else if let Some(record) = (reads.caps).or_else(|| {
+            (self.reads_cap_record && !remote)
+                .then(|| self.store.cap_record(&subject))
+                .flatten()
+        }) {
             record.map(|record| CapCheck::new(caps, cap_now, record))
         } else {
             let offers = (runs.iter())

@@ -22,7 +22,7 @@
 //! a bulk profile load is not atomic there (it is on one server).
 
 use redis::cluster::{ClusterClient, ClusterConnection};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use redis::{Commands, ConnectionLike, FromRedisValue, Pipeline, RedisResult, Script, Value};
 
@@ -46,7 +46,15 @@ pub struct RedisStore {
     /// Whether every subject's counters are listed (see [`RedisStore::upgrade`]), so a
     /// subject's record can be read from its list; learnt once, never unlearnt.
     listed: AtomicBool,
+    /// Until then, when a slate next looks for the marker: milliseconds since `opened`.
+    /// Slates look at most once per [`MARKER_CHECK_MS`], so a replica learns of the
+    /// upgrade within that time without every slate reading the `{registry}` slot.
+    marker_due: AtomicU64,
+    opened: std::time::Instant,
 }
+
+/// How often, at most, a replica's slates look for the upgrade's marker.
+const MARKER_CHECK_MS: u64 = 500;
 
 const TRY_RESERVE: &str = r#"
 -- KEYS[1] event key; KEYS[2] the subject's list of counters; KEYS[3..3+2L) limit
@@ -82,7 +90,11 @@ for i = first, #KEYS, 2 do
     redis.call('ZREMRANGEBYSCORE', times, '-inf', now - keep_secs)
     redis.call('ZREMRANGEBYRANK', times, 0, -(keep_count + 1))
     redis.call('EXPIRE', times, keep_secs + 60)
-    redis.call('ZADD', KEYS[2], now, ARGV[8 + 2 * l + (i - first) / 2])
+    -- Scored by the counter's newest impression: a replica whose clock is behind
+    -- never lowers it, or the list would drop a counter its time set still holds.
+    local name = ARGV[8 + 2 * l + (i - first) / 2]
+    local listed = redis.call('ZSCORE', KEYS[2], name)
+    if not listed or tonumber(listed) < now then redis.call('ZADD', KEYS[2], now, name) end
   end
 end
 if keep_count > 0 and #KEYS >= first then
@@ -120,6 +132,16 @@ if not listed or tonumber(listed) < at then redis.call('ZADD', KEYS[2], at, ARGV
 local ttl = redis.call('PTTL', KEYS[1])
 local kept = redis.call('PTTL', KEYS[2])
 if ttl > 0 and (kept < 0 or ttl > kept) then redis.call('PEXPIRE', KEYS[2], ttl) end
+return 1
+"#;
+
+const LEARN_LAYOUT: &str = r#"
+-- KEYS[1] the registry revision, KEYS[2] the marker saying counters are listed
+-- Returns 1 when they are: marked, or a store nothing has been committed to yet (which
+-- it then marks).
+if redis.call('EXISTS', KEYS[2]) == 1 then return 1 end
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('SET', KEYS[2], '1')
 return 1
 "#;
 
@@ -170,6 +192,53 @@ fn glob_escape(text: &str) -> String {
         out.push(c);
     }
     out
+}
+
+/// The primaries in `CLUSTER NODES` output (host, port and the slots each serves,
+/// sorted), or why the cluster is not steady: `CLUSTER INFO` not `ok`, a primary failing
+/// or without an address, or slots being moved.
+fn steady_primaries(info: &str, nodes: &str) -> Result<Vec<(String, u16, String)>, String> {
+    if !info.lines().any(|l| l.trim() == "cluster_state:ok") {
+        return Err("cluster_state is not ok".into());
+    }
+    let mut out = Vec::new();
+    for line in nodes.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let [
+            _id,
+            addr,
+            flags,
+            _primary,
+            _ping,
+            _pong,
+            _epoch,
+            _link,
+            slots @ ..,
+        ] = fields.as_slice()
+        else {
+            continue;
+        };
+        let flags: Vec<&str> = flags.split(',').collect();
+        if !flags.contains(&"master") {
+            continue;
+        }
+        let addr = addr.split(['@', ',']).next().unwrap_or_default();
+        if let Some(flag) = (flags.iter()).find(|f| matches!(**f, "fail" | "fail?" | "noaddr")) {
+            return Err(format!("primary {addr} is flagged {flag}"));
+        }
+        if slots.iter().any(|s| s.starts_with('[')) {
+            return Err(format!("slots are moving to or from {addr}"));
+        }
+        let port = addr
+            .rsplit_once(':')
+            .and_then(|(h, p)| Some((h, p.parse().ok()?)));
+        let Some((host, port)) = port else {
+            return Err(format!("CLUSTER NODES lists a primary at {addr:?}"));
+        };
+        out.push((host.to_string(), port, slots.join(" ")));
+    }
+    out.sort();
+    Ok(out)
 }
 
 /// Connections to one server or to a cluster.
@@ -310,6 +379,8 @@ impl RedisStore {
             try_reserve: Script::new(TRY_RESERVE),
             commit_registry: Script::new(COMMIT_REGISTRY),
             listed: AtomicBool::new(false),
+            marker_due: AtomicU64::new(MARKER_CHECK_MS),
+            opened: std::time::Instant::now(),
         };
         store.learn_layout()?;
         Ok(store)
@@ -319,18 +390,32 @@ impl RedisStore {
     /// commit has served nothing, so it is marked listed from the start; a store
     /// written by an earlier version is listed by [`RedisStore::upgrade`].
     fn learn_layout(&self) -> Result<(), StoreError> {
-        let mut conn = self.conn()?;
-        let mut pipe = redis::pipe();
-        pipe.exists(self.key(format_args!("{{registry}}:rev")))
-            .get(self.listed_key());
-        let (used, listed): (bool, Option<String>) = conn.pipe(&pipe).map_err(backend)?;
-        if listed.is_none() && !used {
-            conn.set::<_, _, ()>(self.listed_key(), "1")
-                .map_err(backend)?;
-        }
-        self.listed
-            .store(listed.is_some() || !used, Ordering::Relaxed);
+        // One script, so a replica of an earlier version cannot commit in between.
+        let listed: bool = redis::cmd("EVAL")
+            .arg(LEARN_LAYOUT)
+            .arg(2)
+            .arg(self.key(format_args!("{{registry}}:rev")))
+            .arg(self.listed_key())
+            .query(&mut self.conn()?)
+            .map_err(backend)?;
+        self.listed.store(listed, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Whether a slate on a store not known to be listed should look for the marker
+    /// now; at most one slate per [`MARKER_CHECK_MS`] does.
+    fn marker_check_due(&self) -> bool {
+        let now = self.opened.elapsed().as_millis() as u64;
+        let due = self.marker_due.load(Ordering::Relaxed);
+        now >= due
+            && (self.marker_due)
+                .compare_exchange(
+                    due,
+                    now + MARKER_CHECK_MS,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
     }
 
     /// The marker saying every subject's counters are listed.
@@ -354,7 +439,11 @@ impl RedisStore {
         let pattern = format!("{}cap:*:t", glob_escape(&self.prefix));
         let start = self.key(format_args!("cap:{{"));
         let mut seen = 0u64;
-        for mut node in self.primaries()? {
+        let layout = match self.seeds.is_empty() {
+            true => Vec::new(),
+            false => self.cluster_layout()?,
+        };
+        for mut node in self.primaries(&layout)? {
             let mut cursor = 0u64;
             loop {
                 let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
@@ -391,6 +480,13 @@ impl RedisStore {
                 cursor = next;
             }
         }
+        if !self.seeds.is_empty() && self.cluster_layout()? != layout {
+            return Err(StoreError::Backend(
+                "the Redis Cluster's primaries or slots changed during the upgrade, so a \
+                 moved counter may have been missed; nothing was marked: run it again"
+                    .into(),
+            ));
+        }
         self.conn()?
             .set::<_, _, ()>(self.listed_key(), "1")
             .map_err(backend)?;
@@ -398,45 +494,45 @@ impl RedisStore {
         Ok(seen)
     }
 
-    /// A plain connection to every primary: the server, or each primary of a cluster
-    /// (found with `CLUSTER NODES`, reached with the seed nodes' credentials).
-    fn primaries(&self) -> Result<Vec<Box<dyn ConnectionLike>>, StoreError> {
+    /// A plain connection to every primary: the server, or each primary of a cluster in
+    /// `layout` ([`RedisStore::cluster_layout`]), reached with the seed nodes' credentials.
+    fn primaries(
+        &self,
+        layout: &[(String, u16, String)],
+    ) -> Result<Vec<Box<dyn ConnectionLike>>, StoreError> {
         let Some(seed) = self.seeds.first() else {
             return Ok(vec![Box::new(self.conn()?)]);
         };
-        let connect = |info: redis::ConnectionInfo| -> Result<Box<dyn ConnectionLike>, _> {
-            let client = redis::Client::open(info).map_err(backend)?;
-            Ok(Box::new(client.get_connection().map_err(backend)?))
-        };
         let seed =
             redis::IntoConnectionInfo::into_connection_info(seed.as_str()).map_err(backend)?;
+        let mut out: Vec<Box<dyn ConnectionLike>> = Vec::new();
+        for (host, port, _) in layout {
+            let tcp = redis::ConnectionAddr::Tcp(host.clone(), *port);
+            let info = seed.clone().set_addr(tcp);
+            let client = redis::Client::open(info).map_err(backend)?;
+            out.push(Box::new(client.get_connection().map_err(backend)?));
+        }
+        Ok(out)
+    }
+
+    /// A cluster's primaries (host, port and the slots each serves, sorted), refusing a
+    /// cluster that is not steady: not `ok`, a primary failing or without an address,
+    /// or slots being moved. The upgrade reads it before and after its scan, since a
+    /// key moved between primaries meanwhile could be missed by both scans.
+    fn cluster_layout(&self) -> Result<Vec<(String, u16, String)>, StoreError> {
+        let info: String = redis::cmd("CLUSTER")
+            .arg("INFO")
+            .query(&mut self.conn()?)
+            .map_err(backend)?;
         let nodes: String = redis::cmd("CLUSTER")
             .arg("NODES")
             .query(&mut self.conn()?)
             .map_err(backend)?;
-        let mut out = Vec::new();
-        for line in nodes.lines() {
-            let mut fields = line.split_whitespace();
-            let (Some(_id), Some(addr), Some(flags)) =
-                (fields.next(), fields.next(), fields.next())
-            else {
-                continue;
-            };
-            let is_primary = flags.split(',').any(|f| f == "master");
-            if !is_primary || flags.split(',').any(|f| f == "fail" || f == "noaddr") {
-                continue;
-            }
-            let addr = addr.split(['@', ',']).next().unwrap_or_default();
-            let Some((host, port)) = addr.rsplit_once(':') else {
-                continue;
-            };
-            let port: u16 = port.parse().map_err(|_| {
-                StoreError::Backend(format!("CLUSTER NODES lists a node at {addr:?}"))
-            })?;
-            let tcp = redis::ConnectionAddr::Tcp(host.to_string(), port);
-            out.push(connect(seed.clone().set_addr(tcp))?);
-        }
-        Ok(out)
+        steady_primaries(&info, &nodes).map_err(|why| {
+            StoreError::Backend(format!(
+                "the Redis Cluster is not steady ({why}); run the upgrade once it is"
+            ))
+        })
     }
 
     fn conn(&self) -> Result<Conn, StoreError> {
@@ -573,16 +669,22 @@ impl Store for RedisStore {
     }
 
     fn slate_reads(&self, subject: &SubjectKey, profile: bool, caps: bool) -> SlateReads {
-        // One pipeline: the profile, then the record, or until every subject's counters
-        // are known to be listed, whether they are now (the slate then reads by key).
+        // One pipeline: the profile, then the record; or, until every subject's counters
+        // are known to be listed, now and then whether they are now (meanwhile the slate
+        // reads by key).
         let listed = self.counters_listed();
+        let check_marker = caps && !listed && self.marker_check_due();
+        let read_record = caps && listed;
+        if !(profile || read_record || check_marker) {
+            return SlateReads::default();
+        }
         let mut pipe = redis::pipe();
         if profile {
             pipe.get(self.key(format_args!("profile:{}", subject.0)));
         }
-        if caps && listed {
+        if read_record {
             pipe.add_command(self.cap_record_cmd(subject));
-        } else if caps {
+        } else if check_marker {
             pipe.get(self.listed_key());
         }
         let replies: Result<Vec<Value>, StoreError> =
@@ -593,7 +695,7 @@ impl Store for RedisStore {
                 let again = || StoreError::Backend(e.to_string());
                 return SlateReads {
                     profile: profile.then(|| Err(again())),
-                    caps: (caps && listed).then(|| Err(again())),
+                    caps: read_record.then(|| Err(again())),
                 };
             }
         };
@@ -603,16 +705,20 @@ impl Store for RedisStore {
                 redis::from_redis_value(replies.next().unwrap_or(Value::Nil)).map_err(backend)?;
             bytes.map(|b| decode(&key, &b)).transpose()
         });
-        let caps = match (caps, listed, replies.next()) {
-            (true, true, Some(reply)) => Some(decode_record(reply)),
-            (true, false, Some(Value::Nil)) | (false, _, _) => None,
-            (true, false, Some(_)) => {
+        let caps = if read_record {
+            Some(match replies.next() {
+                Some(reply) => decode_record(reply),
+                None => Err(StoreError::Backend(
+                    "the pipeline answered fewer replies than it had commands".into(),
+                )),
+            })
+        } else {
+            // The marker, when looked for: learnt for the next slate, which then reads
+            // the record; this one reads by key.
+            if check_marker && !matches!(replies.next(), None | Some(Value::Nil)) {
                 self.listed.store(true, Ordering::Relaxed);
-                None
             }
-            (true, _, None) => Some(Err(StoreError::Backend(
-                "the pipeline answered fewer replies than it had commands".into(),
-            ))),
+            None
         };
         SlateReads { profile, caps }
     }
@@ -849,5 +955,41 @@ mod tests {
         assert!(e.contains("brace"), "{e}");
         let e = refused("http://127.0.0.1:6379", "oh:");
         assert!(e.contains("bad Redis URL"), "{e}");
+    }
+
+    const NODES: &str = "\
+07c37dfeb2352e0b 127.0.0.1:30004@31004 slave e7d1eecce10fd6bb 0 1426238317239 4 connected
+67ed2db8d677e59e 127.0.0.1:30002@31002,node-2 master - 0 1426238316232 2 connected 5461-10922
+292f8b365bb7edb5 127.0.0.1:30001@31001 myself,master - 0 0 1 connected 0-5460
+e7d1eecce10fd6bb 127.0.0.1:30003@31003 master - 0 1426238318243 3 connected 10923-16383
+";
+
+    #[test]
+    fn the_upgrade_reads_a_steady_clusters_primaries_and_refuses_an_unsteady_one() {
+        let ok = "cluster_enabled:1\r\ncluster_state:ok\r\n";
+        let primaries = steady_primaries(ok, NODES).unwrap();
+        let addrs: Vec<(&str, u16, &str)> = (primaries.iter())
+            .map(|(h, p, s)| (h.as_str(), *p, s.as_str()))
+            .collect();
+        assert_eq!(
+            addrs,
+            [
+                ("127.0.0.1", 30001, "0-5460"),
+                ("127.0.0.1", 30002, "5461-10922"),
+                ("127.0.0.1", 30003, "10923-16383"),
+            ]
+        );
+
+        let e = steady_primaries("cluster_state:fail\r\n", NODES).unwrap_err();
+        assert!(e.contains("cluster_state"), "{e}");
+        let failing = NODES.replace("myself,master", "master,fail?");
+        let e = steady_primaries(ok, &failing).unwrap_err();
+        assert!(e.contains("127.0.0.1:30001 is flagged fail?"), "{e}");
+        let moving = NODES.replace("0-5460", "0-5460 [93->-67ed2db8d677e59e]");
+        let e = steady_primaries(ok, &moving).unwrap_err();
+        assert!(e.contains("moving to or from 127.0.0.1:30001"), "{e}");
+        let importing = NODES.replace("5461-10922", "5461-10922 [93-<-292f8b365bb7edb5]");
+        let e = steady_primaries(ok, &importing).unwrap_err();
+        assert!(e.contains("127.0.0.1:30002"), "{e}");
     }
 }
