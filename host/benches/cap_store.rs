@@ -4,7 +4,8 @@
 //!
 //! `cargo bench -p offerhost --bench cap_store`
 
-use std::process::{Child, Command};
+mod redis_server;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -12,46 +13,12 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use offerhost::slate::caps::Retention;
 use offerhost::store::{RedisStore, SledStore, Store, SubjectKey};
 
-struct Redis(Child);
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-    }
-}
-
-fn start_redis() -> (Redis, String) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("redis-server on PATH");
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-    (Redis(child), format!("redis://127.0.0.1:{port}/"))
-}
-
 /// What each recorded event is, as the service describes an app's impression.
 const IMPRESSION: &str = "impression p/offer";
 
 fn bench(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
-    let (_redis, url) = start_redis();
+    let (_redis, url) = redis_server::start();
     let backends: Vec<(&str, Arc<dyn Store>)> = vec![
         ("sled", Arc::new(SledStore::open(dir.path()).unwrap())),
         ("redis", Arc::new(RedisStore::open(&url, "bench:").unwrap())),
@@ -115,6 +82,32 @@ fn bench(c: &mut Criterion) {
             format!("{name}/read_13_lifetime_totals_of_a_new_subject"),
             |b| b.iter(|| store.cap_histories(&newcomer, &keys, true).unwrap()),
         );
+        // What a slate on Redis reads before its plugins run: the profile and the
+        // record in one go (one round trip); against the profile, then the counters its
+        // offers touch by key (two), as before `offerhost store upgrade`. (On sled the
+        // record is read after the plugins; the rows are there for comparison.)
+        let profile = offerhost::slate::profile::Profile {
+            marketing_consent: true,
+            ..Default::default()
+        };
+        store
+            .put_profiles(&[(subject.clone(), profile.clone())])
+            .unwrap();
+        if store.cap_record(&subject).is_some() {
+            group.bench_function(format!("{name}/profile_with_record"), |b| {
+                b.iter(|| {
+                    let reads = store.slate_reads(&subject, true, true);
+                    assert!(reads.profile.unwrap().unwrap().is_some());
+                    reads.caps.unwrap().unwrap()
+                })
+            });
+        }
+        group.bench_function(format!("{name}/profile_then_13_counters"), |b| {
+            b.iter(|| {
+                assert!(store.profile(&subject).unwrap().is_some());
+                store.cap_histories(&subject, &keys, false).unwrap()
+            })
+        });
         group.bench_function(format!("{name}/record_impression"), |b| {
             b.iter(|| {
                 let i = n.fetch_add(1, Ordering::Relaxed);

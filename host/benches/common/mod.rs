@@ -6,13 +6,16 @@
 //! by itself. Byte-identical copies would share one compiled module, its code in the
 //! caches and its warm pool slots, which no two partners' plugins do.
 
+// Each bench compiles this module and uses part of it.
+#![allow(dead_code)]
+
 use std::sync::Arc;
 
 use offerhost::api::AppState;
 use offerhost::clock::SystemClock;
 use offerhost::config::Config;
 use offerhost::slate::SlateRequest;
-use offerhost::store::SledStore;
+use offerhost::store::{SledStore, Store};
 
 // The allocator the `offerhost` binary runs with.
 #[global_allocator]
@@ -43,6 +46,12 @@ pub fn caps_label() -> &'static str {
 /// A service with `plugins` airline plugins (and the example's caps, see [`with_caps`]),
 /// its sled store and the plugins' files in `dir`.
 pub fn service(plugins: usize, dir: &std::path::Path) -> AppState {
+    let store = Arc::new(SledStore::open(&dir.join("store")).unwrap());
+    service_on(plugins, dir, store)
+}
+
+/// [`service`] on `store`.
+pub fn service_on(plugins: usize, dir: &std::path::Path, store: Arc<dyn Store>) -> AppState {
     let mut toml = String::from(
         "subject_salt = \"bench\"\n[slate]\ndeadline_ms = 1000\n[limits]\ndeadline_ms = 1000\n[[placement]]\nid = \"app-home\"\nslots = 5\nmax_per_partner = 1\n",
     );
@@ -65,7 +74,6 @@ pub fn service(plugins: usize, dir: &std::path::Path) -> AppState {
         std::path::Path::new("/"),
     )
     .unwrap();
-    let store = Arc::new(SledStore::open(&dir.join("store")).unwrap());
     offerhost::server::build(config, store, Arc::new(SystemClock)).unwrap()
 }
 
