@@ -343,6 +343,10 @@ fn pool_builder<M: r2d2::ManageConnection>() -> r2d2::Builder<M> {
         // on a cluster pinged every primary). A connection that broke is dropped when
         // it is returned, after the call that found it broken failed.
         .test_on_check_out(false)
+        // The pool's own log line per failed connection attempt (16 at once, again every
+        // half second) would bury the one error the store reports for the call that
+        // failed, with the URL.
+        .error_handler(Box::new(r2d2::NopErrorHandler))
 }
 
 impl RedisStore {
