@@ -804,7 +804,6 @@ fn counters_from_earlier_versions_are_listed_by_the_upgrade() {
             );
             std::thread::sleep(std::time::Duration::from_millis(20));
         };
-        assert!(replica.counters_listed(), "{url}");
         assert_eq!(recent(reads.caps.unwrap().unwrap()), expected, "{url}");
         // Once more changes nothing.
         assert_eq!(store.upgrade(&mut |_| {}).unwrap(), 4, "{url}");
@@ -854,5 +853,32 @@ fn a_late_clock_does_not_drop_a_counter_from_the_record() {
             ],
             "{name}"
         );
+    }
+}
+
+/// A subject's record that the server refuses to read fails the slate's cap check
+/// (capped offers are then hidden), not its profile: the slate still has a profile.
+#[test]
+fn a_record_the_server_refuses_fails_the_caps_not_the_profile() {
+    for url in [redis_url(), redis_cluster_url()] {
+        let prefix = unique_prefix("refused-record");
+        let store = RedisStore::open(&url, &prefix).unwrap();
+        assert!(store.counters_listed(), "{url}: a new store is listed");
+        let s = subject("jay");
+        let p = Profile {
+            marketing_consent: true,
+            ..Profile::default()
+        };
+        store.put_profiles(&[(s.clone(), p.clone())]).unwrap();
+        // The subject's list of counters is not a sorted set: the record script fails.
+        let () = redis::cmd("SET")
+            .arg(format!("{prefix}cap:{{{}}}:keys", s.0))
+            .arg("not a sorted set")
+            .query(&mut *raw(&url))
+            .unwrap();
+        let reads = store.slate_reads(&s, true, true);
+        assert_eq!(reads.profile.unwrap().unwrap(), Some(p), "{url}");
+        let e = reads.caps.expect("the record was asked for").unwrap_err();
+        assert!(e.to_string().contains("WRONGTYPE"), "{url}: {e}");
     }
 }

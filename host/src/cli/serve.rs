@@ -78,7 +78,7 @@ pub(super) fn store(cmd: StoreCommand) -> anyhow::Result<()> {
         .context("upgrading the store (safe to run again)")?;
     eprintln!(
         "done: {looked_at} counters, all listed now; slates now read each subject's counters with its \
-         profile in one round trip (each replica switches at its next capped slate)"
+         profile in one round trip (each replica serving capped slates switches within a second)"
     );
     Ok(())
 }

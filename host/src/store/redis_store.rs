@@ -241,6 +241,38 @@ fn steady_primaries(info: &str, nodes: &str) -> Result<Vec<(String, u16, String)
     Ok(out)
 }
 
+/// Refuses when some primary is moving slots. Each primary lists only its own moves
+/// (on its `myself` line), so each is asked.
+fn no_slots_moving(primaries: &mut [Box<dyn ConnectionLike>]) -> Result<(), StoreError> {
+    for node in primaries {
+        let nodes: String = redis::cmd("CLUSTER")
+            .arg("NODES")
+            .query(&mut **node)
+            .map_err(backend)?;
+        if let Some(addr) = moving_slots(&nodes) {
+            return Err(StoreError::Backend(format!(
+                "the Redis Cluster is not steady (slots are moving to or from {addr}); run \
+                 the upgrade once it is"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The address of the node that answered `CLUSTER NODES` (its `myself` line) when it
+/// is moving slots in or out.
+fn moving_slots(nodes: &str) -> Option<&str> {
+    nodes.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let [_id, addr, flags, _, _, _, _, _, slots @ ..] = fields.as_slice() else {
+            return None;
+        };
+        let myself = flags.split(',').any(|f| f == "myself");
+        let moving = slots.iter().any(|s| s.starts_with('['));
+        (myself && moving).then(|| addr.split(['@', ',']).next().unwrap_or_default())
+    })
+}
+
 /// Connections to one server or to a cluster.
 enum Pool {
     Single(r2d2::Pool<redis::Client>),
@@ -447,7 +479,11 @@ impl RedisStore {
             true => Vec::new(),
             false => self.cluster_layout()?,
         };
-        for mut node in self.primaries(&layout)? {
+        let mut nodes = self.primaries(&layout)?;
+        if !layout.is_empty() {
+            no_slots_moving(&mut nodes)?;
+        }
+        for node in &mut nodes {
             let mut cursor = 0u64;
             loop {
                 let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
@@ -456,7 +492,7 @@ impl RedisStore {
                     .arg(&pattern)
                     .arg("COUNT")
                     .arg(UPGRADE_BATCH)
-                    .query(&mut *node)
+                    .query(&mut **node)
                     .map_err(backend)?;
                 let mut pipe = redis::pipe();
                 for key in &keys {
@@ -484,7 +520,10 @@ impl RedisStore {
                 cursor = next;
             }
         }
-        if !self.seeds.is_empty() && self.cluster_layout()? != layout {
+        if !layout.is_empty() {
+            no_slots_moving(&mut nodes)?;
+        }
+        if !layout.is_empty() && self.cluster_layout()? != layout {
             return Err(StoreError::Backend(
                 "the Redis Cluster's primaries or slots changed during the upgrade, so a \
                  moved counter may have been missed; nothing was marked: run it again"
@@ -696,26 +735,33 @@ impl Store for RedisStore {
         let mut replies = match replies {
             Ok(replies) => replies.into_iter(),
             Err(e) => {
-                let again = || StoreError::Backend(e.to_string());
+                // A pipeline fails whole when one command does: a record the server
+                // refuses must hide capped offers, not the slate, so the profile is read
+                // again on its own.
+                if !(read_record || check_marker) {
+                    // The profile alone was asked for.
+                    return SlateReads {
+                        profile: Some(Err(e)),
+                        caps: None,
+                    };
+                }
                 return SlateReads {
-                    profile: profile.then(|| Err(again())),
-                    caps: read_record.then(|| Err(again())),
+                    profile: profile.then(|| self.profile(subject)),
+                    caps: read_record.then_some(Err(e)),
                 };
             }
         };
+        let missing = || {
+            StoreError::Backend("the pipeline answered fewer replies than it had commands".into())
+        };
         let profile = profile.then(|| {
             let key = self.key(format_args!("profile:{}", subject.0));
-            let bytes: Option<Vec<u8>> =
-                redis::from_redis_value(replies.next().unwrap_or(Value::Nil)).map_err(backend)?;
+            let reply = replies.next().ok_or_else(missing)?;
+            let bytes: Option<Vec<u8>> = redis::from_redis_value(reply).map_err(backend)?;
             bytes.map(|b| decode(&key, &b)).transpose()
         });
         let caps = if read_record {
-            Some(match replies.next() {
-                Some(reply) => decode_record(reply),
-                None => Err(StoreError::Backend(
-                    "the pipeline answered fewer replies than it had commands".into(),
-                )),
-            })
+            Some(replies.next().ok_or_else(missing).and_then(decode_record))
         } else {
             // The marker, when looked for: learnt for the next slate, which then reads
             // the record; this one reads by key.
@@ -995,5 +1041,20 @@ e7d1eecce10fd6bb 127.0.0.1:30003@31003 master - 0 1426238318243 3 connected 1092
         let importing = NODES.replace("5461-10922", "5461-10922 [93-<-292f8b365bb7edb5]");
         let e = steady_primaries(ok, &importing).unwrap_err();
         assert!(e.contains("127.0.0.1:30002"), "{e}");
+
+        // A node lists only its own moves: each primary is asked about itself.
+        assert_eq!(moving_slots(NODES), None);
+        assert_eq!(moving_slots(&moving), Some("127.0.0.1:30001"));
+        let elsewhere = importing.replace("myself,master", "master");
+        assert_eq!(
+            moving_slots(&elsewhere),
+            None,
+            "not the answering node's line"
+        );
+        let here = importing.replace("myself,master", "master").replace(
+            "master - 0 1426238316232",
+            "myself,master - 0 1426238316232",
+        );
+        assert_eq!(moving_slots(&here), Some("127.0.0.1:30002"));
     }
 }
