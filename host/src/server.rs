@@ -89,6 +89,15 @@ fn sweep_store(state: &AppState) {
                 ),
                 Err(e) => tracing::warn!(error = %e, "store sweep failed"),
             }
+            let retention = state.cap_retention();
+            match state.io(move |s| s.sweep_caps(now, retention)).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(
+                    removed = n,
+                    "swept the cap records of subjects with no impression inside the longest cap window"
+                ),
+                Err(e) => tracing::warn!(error = %e, "cap record sweep failed"),
+            }
         }
     });
 }

@@ -882,3 +882,57 @@ fn a_record_the_server_refuses_fails_the_caps_not_the_profile() {
         assert!(e.to_string().contains("WRONGTYPE"), "{url}: {e}");
     }
 }
+
+/// A subject with no impression inside the longest cap window leaves only its lifetime
+/// totals once swept (sled; Redis expires the keys itself), and counts on from them.
+#[test]
+fn sweeping_forgets_quiet_subjects_records_and_keeps_their_totals() {
+    for (name, store, _dir) in backends("sweep-caps") {
+        let (kim, lee) = (subject("kim"), subject("lee"));
+        let keys = ["offer:p/a", "slate"].map(String::from);
+        store
+            .record_event("k1", "ev", &kim, &keys, 1000, RETAIN)
+            .unwrap();
+        store
+            .record_event("k2", "ev", &kim, &keys[..1], 1100, RETAIN)
+            .unwrap();
+        let now = 1100 + RETAIN.seconds + 1;
+        store
+            .record_event("l1", "ev", &lee, &keys[..1], 1000, RETAIN)
+            .unwrap();
+        store
+            .record_event("l2", "ev", &lee, &keys[1..], now - 10, RETAIN)
+            .unwrap();
+
+        let removed = store.sweep_caps(now, RETAIN).unwrap();
+        let lifetimes = |who: &SubjectKey| -> Vec<u64> {
+            (store.cap_histories(who, &keys, true).unwrap().iter())
+                .map(|h| h.lifetime)
+                .collect()
+        };
+        assert_eq!(lifetimes(&kim), [2, 1], "{name}: totals kept");
+        assert_eq!(lifetimes(&lee), [1, 1], "{name}");
+        if name == "sled" {
+            assert_eq!(removed, 1, "{name}: only the quiet subject's record");
+            let record = store.cap_record(&kim).unwrap().unwrap();
+            assert!(record.is_empty(), "{name}: {record:?}");
+            // Its last write already moved the counter it had not seen lately out.
+            let record = store.cap_record(&lee).unwrap().unwrap();
+            let kept: Vec<&str> = record.iter().map(|(k, _)| k.as_str()).collect();
+            assert_eq!(
+                kept,
+                ["slate"],
+                "{name}: a subject seen lately keeps its record"
+            );
+        } else {
+            assert_eq!(removed, 0, "{name}: keys expire by themselves");
+        }
+        // The quiet subject comes back: its counts go on from the totals.
+        store
+            .record_event("k3", "ev", &kim, &keys[..1], now + 5, RETAIN)
+            .unwrap();
+        assert_eq!(lifetimes(&kim), [3, 1], "{name}");
+        let recent = store.cap_histories(&kim, &keys[..1], false).unwrap();
+        assert_eq!(recent[0].count_within(Some(3600), now + 5), 1, "{name}");
+    }
+}

@@ -298,6 +298,11 @@ impl SlateService {
             .map_err(|e| crate::store::StoreError::Backend(format!("store task failed: {e}")))?
     }
 
+    /// How long impressions are kept for the caps: the longest cap window.
+    pub fn cap_retention(&self) -> Retention {
+        self.retention
+    }
+
     /// The plugin registry.
     pub fn registry(&self) -> &Arc<Registry> {
         &self.registry

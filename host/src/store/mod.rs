@@ -405,6 +405,14 @@ pub trait Store: Send + Sync + 'static {
     fn sweep(&self, _now: u64) -> Result<u64, StoreError> {
         Ok(0)
     }
+    /// Forgets the cap records of subjects with no impression inside `retention` (the
+    /// longest cap window) as of `now`, keeping each counter's lifetime total, as the
+    /// subject's next write would: a subject who never comes back leaves nothing but
+    /// its totals. Backends with native expiry do nothing. Returns how many records
+    /// it removed.
+    fn sweep_caps(&self, _now: u64, _retention: Retention) -> Result<u64, StoreError> {
+        Ok(0)
+    }
     /// True when operations cross the network (callers then keep them off async
     /// threads).
     fn is_remote(&self) -> bool {

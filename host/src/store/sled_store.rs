@@ -638,6 +638,37 @@ impl Store for SledStore {
             .collect()
     }
 
+    fn sweep_caps(&self, now: u64, retention: Retention) -> Result<u64, StoreError> {
+        let mut removed = 0;
+        for entry in self.cap_recent.iter() {
+            let (who, bytes) = entry.map_err(backend)?;
+            let subject = String::from_utf8_lossy(&who);
+            // A record that no longer decodes is left to the reads, which set it aside.
+            let Ok(counters) = caps::decode_counters(&subject, &bytes) else {
+                continue;
+            };
+            if (counters.iter()).any(|c| c.history.has_recent(now, retention)) {
+                continue;
+            }
+            // Totals apart, then the record, in one step; unless a write changed it since.
+            let trees = (&self.cap_recent, &self.cap_totals);
+            let result = trees.transaction(|(recent, totals)| {
+                if recent.get(&who)?.as_deref() != Some(&bytes[..]) {
+                    return Ok(false);
+                }
+                for counter in &counters {
+                    let key = caps::total_key(&subject, &counter.key);
+                    let total = caps::encode_total(counter.history.lifetime);
+                    totals.insert(key.as_bytes(), &total)?;
+                }
+                recent.remove(&who)?;
+                Ok(true)
+            });
+            removed += settled(result)? as u64;
+        }
+        Ok(removed)
+    }
+
     fn sweep(&self, now: u64) -> Result<u64, StoreError> {
         let mut removed = 0;
         for window in self.windows.iter() {
