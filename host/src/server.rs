@@ -81,7 +81,18 @@ fn sweep_store(state: &AppState) {
         let state = state.clone();
         async move {
             let now = state.clock.unix();
-            match state.io(move |s| s.sweep(now)).await {
+            let retention = state.cap_retention();
+            let store = state.store().clone();
+            // A blocking thread even for the embedded store, whose `io` runs inline: a
+            // sweep walks whole trees, which takes seconds on a large store.
+            let swept = tokio::task::spawn_blocking(move || {
+                (store.sweep(now), store.sweep_caps(now, retention))
+            });
+            let Ok((swept, caps)) = swept.await else {
+                tracing::warn!("store sweep task failed");
+                return;
+            };
+            match swept {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(
                     removed = n,
@@ -89,8 +100,7 @@ fn sweep_store(state: &AppState) {
                 ),
                 Err(e) => tracing::warn!(error = %e, "store sweep failed"),
             }
-            let retention = state.cap_retention();
-            match state.io(move |s| s.sweep_caps(now, retention)).await {
+            match caps {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(
                     removed = n,
