@@ -90,9 +90,7 @@ fn bench(c: &mut Criterion) {
             marketing_consent: true,
             ..Default::default()
         };
-        store
-            .put_profiles(&[(subject.clone(), profile.clone())])
-            .unwrap();
+        store.put_profiles(&[(subject.clone(), profile)]).unwrap();
         if store.cap_record(&subject).is_some() {
             group.bench_function(format!("{name}/profile_with_record"), |b| {
                 b.iter(|| {

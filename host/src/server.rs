@@ -92,21 +92,18 @@ fn sweep_store(state: &AppState) {
                 tracing::warn!("store sweep task failed");
                 return;
             };
-            match swept {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(
-                    removed = n,
-                    "swept expired slates, event ids and report rows"
+            for (result, what) in [
+                (swept, "expired slates, event ids and report rows"),
+                (
+                    caps,
+                    "the cap records of subjects not seen inside the longest cap window",
                 ),
-                Err(e) => tracing::warn!(error = %e, "store sweep failed"),
-            }
-            match caps {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(
-                    removed = n,
-                    "swept the cap records of subjects with no impression inside the longest cap window"
-                ),
-                Err(e) => tracing::warn!(error = %e, "cap record sweep failed"),
+            ] {
+                match result {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(removed = n, "swept {what}"),
+                    Err(e) => tracing::warn!(error = %e, "sweeping {what} failed"),
+                }
             }
         }
     });

@@ -501,9 +501,10 @@ impl Store for RedisStore {
         if !(profile || read_record || check_marker) {
             return SlateReads::default();
         }
+        let profile_key = self.key(format_args!("profile:{}", subject.0));
         let mut pipe = redis::pipe();
         if profile {
-            pipe.get(self.key(format_args!("profile:{}", subject.0)));
+            pipe.get(&profile_key);
         }
         if read_record {
             pipe.add_command(self.cap_record_cmd(subject));
@@ -535,10 +536,9 @@ impl Store for RedisStore {
             StoreError::Backend("the pipeline answered fewer replies than it had commands".into())
         };
         let profile = profile.then(|| {
-            let key = self.key(format_args!("profile:{}", subject.0));
             let reply = replies.next().ok_or_else(missing)?;
             let bytes: Option<Vec<u8>> = redis::from_redis_value(reply).map_err(backend)?;
-            bytes.map(|b| decode(&key, &b)).transpose()
+            bytes.map(|b| decode(&profile_key, &b)).transpose()
         });
         let caps = if read_record {
             Some(replies.next().ok_or_else(missing).and_then(decode_record))

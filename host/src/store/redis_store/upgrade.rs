@@ -40,6 +40,36 @@ fn glob_escape(text: &str) -> String {
     out
 }
 
+/// One line of `CLUSTER NODES`: the node's address (`host:port`), its flags and the
+/// slots it serves (`[slot->-id]` / `[slot-<-id]` while it moves one out or in).
+struct NodeLine<'a> {
+    addr: &'a str,
+    flags: Vec<&'a str>,
+    slots: Vec<&'a str>,
+}
+
+impl<'a> NodeLine<'a> {
+    /// Each node in `CLUSTER NODES` output: id, address, flags, primary, ping, pong,
+    /// epoch, link state, then its slots.
+    fn parse_all(nodes: &'a str) -> impl Iterator<Item = NodeLine<'a>> {
+        nodes.lines().filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let addr = fields.nth(1)?.split(['@', ',']).next().unwrap_or_default();
+            let flags = fields.next()?.split(',').collect();
+            let slots = fields.skip(5).collect();
+            Some(NodeLine { addr, flags, slots })
+        })
+    }
+
+    fn has_flag(&self, flag: &str) -> bool {
+        self.flags.contains(&flag)
+    }
+
+    fn moving_slots(&self) -> bool {
+        self.slots.iter().any(|s| s.starts_with('['))
+    }
+}
+
 /// The primaries in `CLUSTER NODES` output (host, port and the slots each serves,
 /// sorted), or why the cluster is not steady: `CLUSTER INFO` not `ok`, a primary failing
 /// or without an address, or slots being moved.
@@ -48,31 +78,15 @@ fn steady_primaries(info: &str, nodes: &str) -> Result<Vec<(String, u16, String)
         return Err("cluster_state is not ok".into());
     }
     let mut out = Vec::new();
-    for line in nodes.lines() {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        let [
-            _id,
-            addr,
-            flags,
-            _primary,
-            _ping,
-            _pong,
-            _epoch,
-            _link,
-            slots @ ..,
-        ] = fields.as_slice()
-        else {
-            continue;
-        };
-        let flags: Vec<&str> = flags.split(',').collect();
-        if !flags.contains(&"master") {
-            continue;
-        }
-        let addr = addr.split(['@', ',']).next().unwrap_or_default();
-        if let Some(flag) = (flags.iter()).find(|f| matches!(**f, "fail" | "fail?" | "noaddr")) {
+    for node in NodeLine::parse_all(nodes).filter(|n| n.has_flag("master")) {
+        let addr = node.addr;
+        if let Some(flag) = ["fail", "fail?", "noaddr"]
+            .iter()
+            .find(|f| node.has_flag(f))
+        {
             return Err(format!("primary {addr} is flagged {flag}"));
         }
-        if slots.iter().any(|s| s.starts_with('[')) {
+        if node.moving_slots() {
             return Err(format!("slots are moving to or from {addr}"));
         }
         let port = addr
@@ -81,7 +95,7 @@ fn steady_primaries(info: &str, nodes: &str) -> Result<Vec<(String, u16, String)
         let Some((host, port)) = port else {
             return Err(format!("CLUSTER NODES lists a primary at {addr:?}"));
         };
-        out.push((host.to_string(), port, slots.join(" ")));
+        out.push((host.to_string(), port, node.slots.join(" ")));
     }
     out.sort();
     Ok(out)
@@ -108,15 +122,10 @@ fn no_slots_moving(primaries: &mut [Box<dyn ConnectionLike>]) -> Result<(), Stor
 /// The address of the node that answered `CLUSTER NODES` (its `myself` line) when it
 /// is moving slots in or out.
 fn moving_slots(nodes: &str) -> Option<&str> {
-    nodes.lines().find_map(|line| {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        let [_id, addr, flags, _, _, _, _, _, slots @ ..] = fields.as_slice() else {
-            return None;
-        };
-        let myself = flags.split(',').any(|f| f == "myself");
-        let moving = slots.iter().any(|s| s.starts_with('['));
-        (myself && moving).then(|| addr.split(['@', ',']).next().unwrap_or_default())
-    })
+    NodeLine::parse_all(nodes)
+        .find(|n| n.has_flag("myself"))
+        .filter(NodeLine::moving_slots)
+        .map(|n| n.addr)
 }
 
 impl RedisStore {
@@ -178,13 +187,13 @@ impl RedisStore {
         }
         if !layout.is_empty() {
             no_slots_moving(&mut nodes)?;
-        }
-        if !layout.is_empty() && self.cluster_layout()? != layout {
-            return Err(StoreError::Backend(
-                "the Redis Cluster's primaries or slots changed during the upgrade, so a \
-                 moved counter may have been missed; nothing was marked: run it again"
-                    .into(),
-            ));
+            if self.cluster_layout()? != layout {
+                return Err(StoreError::Backend(
+                    "the Redis Cluster's primaries or slots changed during the upgrade, so \
+                     a moved counter may have been missed; nothing was marked: run it again"
+                        .into(),
+                ));
+            }
         }
         self.conn()?
             .set::<_, _, ()>(self.listed_key(), "1")
