@@ -815,6 +815,76 @@ fn counters_from_earlier_versions_are_listed_by_the_upgrade() {
     }
 }
 
+/// Until it knows the store is upgraded, a replica's capped slates look for the
+/// upgrade's marker at most once per half second, not each: every such look reads the
+/// one `{registry}` slot. Counted on the server with MONITOR, which sees every command.
+#[test]
+fn replicas_look_for_the_upgrade_marker_at_most_twice_a_second() {
+    let url = redis_url();
+    let prefix = unique_prefix("marker");
+    let marker = format!("{prefix}{{registry}}:caps-listed");
+    let done = format!("{prefix}done");
+    let mut redis = raw(&url);
+    // Written by an earlier version: a registry revision, no marker.
+    let () = redis::cmd("SET")
+        .arg(format!("{prefix}{{registry}}:rev"))
+        .arg(1)
+        .query(&mut *redis)
+        .unwrap();
+
+    let mut monitor = redis::Client::open(url.as_str())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    monitor
+        .send_packed_command(&redis::cmd("MONITOR").get_packed_command())
+        .unwrap();
+    assert_eq!(monitor.recv_response().unwrap(), redis::Value::Okay);
+    // A lost line fails the test rather than hanging it.
+    monitor
+        .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    let (marker_line, done_line) = (format!("\"GET\" \"{marker}\""), format!("\"{done}\""));
+    // The slates' lookups of the marker (opening the store looks once more, in a
+    // script), until the test's last command goes by.
+    let looks = std::thread::spawn(move || {
+        let mut looks = 0;
+        loop {
+            let line: String = redis::from_redis_value(monitor.recv_response().unwrap()).unwrap();
+            if line.contains(&done_line) {
+                return looks;
+            }
+            looks += line.contains(&marker_line) as u32;
+        }
+    });
+
+    // Before the store's own clock starts, for the bound on looks; after, for how long
+    // slates run, so that a look falls due whatever opening took.
+    let since = std::time::Instant::now();
+    let replica = RedisStore::open(&url, &prefix).unwrap();
+    let opened = std::time::Instant::now();
+    assert!(!replica.counters_listed());
+    let who = subject("kit");
+    let mut slates = 0u32;
+    while opened.elapsed() < std::time::Duration::from_millis(1300) {
+        // What a capped slate reads, its profile sent with the request.
+        assert!(replica.slate_reads(&who, false, true).caps.is_none());
+        slates += 1;
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    let elapsed_ms = since.elapsed().as_millis() as u32;
+    let _: Option<String> = redis::cmd("GET").arg(&done).query(&mut *redis).unwrap();
+    let looks = looks.join().unwrap();
+    // The first look is due half a second after the store opened, each next one half a
+    // second after the last.
+    assert!(
+        (1..=elapsed_ms / 500).contains(&looks),
+        "{looks} looks for the marker in {elapsed_ms} ms ({slates} slates)"
+    );
+    assert!(slates > 10 * looks, "{slates} slates, {looks} looks");
+    assert!(!replica.counters_listed());
+}
+
 /// A replica whose clock is behind never lowers when a counter was last seen: the
 /// subject's record keeps the counter for as long as its recent impressions are kept.
 #[test]
