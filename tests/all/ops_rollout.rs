@@ -73,6 +73,33 @@ fn acme_offer(server: &ServerProcess, app: &str, subject: &str) -> Option<(Strin
         })
 }
 
+/// Like [`acme_offer`], with diagnostics: `None` only when acme's call ran out of time
+/// (a wall-clock deadline, which a machine loaded by other tests can make a call miss).
+/// Any other slate without acme's offer fails the test, with the slate.
+fn acme_offer_unless_late(server: &ServerProcess, subject: &str) -> Option<(String, String)> {
+    let request = json!({
+        "placement": "app-home",
+        "subject": subject,
+        "profile": {"tier": "mass", "marketing_consent": true},
+        "debug": true,
+    });
+    let (status, slate) = server.post_as(Some(OPS_TOKEN), "/v1/slates", &request);
+    assert_eq!(status, 200, "{slate}");
+    let offers = slate["offers"].as_array().unwrap();
+    if let Some(o) = offers.iter().find(|o| o["partner"] == "acme") {
+        let id = o["offer"]["id"].as_str().unwrap().to_string();
+        return Some((id, o["plugin_version"].as_str().unwrap().to_string()));
+    }
+    let diagnostics = slate["diagnostics"].as_array().unwrap();
+    let call = diagnostics.iter().find(|d| d["partner"] == "acme");
+    let outcome = call.and_then(|d| d["outcome"]["kind"].as_str());
+    assert!(
+        matches!(outcome, Some("deadline" | "late")),
+        "acme did not bid, and not for lack of time: {slate}"
+    );
+    None
+}
+
 fn registry(server: &ServerProcess) -> Value {
     let (status, doc) = server.get_as(Some(OPS_TOKEN), "/v1/admin/registry");
     assert_eq!(status, 200);
@@ -770,6 +797,9 @@ fn tokens_are_scoped_and_signatures_enforced() {
     assert_eq!(server.get_as(Some(&second), "/v1/admin/plugins").0, 200);
 }
 
+/// Four clients ask for slates while ops promote and roll back six times: every slate is
+/// answered, none mixes versions, both versions serve, and a slate without acme's offer
+/// is one whose call ran out of time.
 #[test]
 fn slates_under_load_while_versions_change_never_fail_or_mix() {
     let dir = tempfile::tempdir().unwrap();
@@ -808,14 +838,16 @@ fn slates_under_load_while_versions_change_never_fail_or_mix() {
             let mut seen = std::collections::BTreeSet::new();
             let mut n = 0;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let (offer, version) = acme_offer(&server, OPS_TOKEN, &format!("load-{w}-{n}"))
-                    .expect("acme always bids");
-                assert_eq!(
-                    offer,
-                    format!("v{}-offer", &version[..1]),
-                    "a call mixed versions"
-                );
-                seen.insert(version);
+                if let Some((offer, version)) =
+                    acme_offer_unless_late(&server, &format!("load-{w}-{n}"))
+                {
+                    assert_eq!(
+                        offer,
+                        format!("v{}-offer", &version[..1]),
+                        "a call mixed versions"
+                    );
+                    seen.insert(version);
+                }
                 n += 1;
             }
             (n, seen)
