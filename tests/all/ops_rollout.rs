@@ -803,6 +803,11 @@ fn tokens_are_scoped_and_signatures_enforced() {
 #[test]
 fn slates_under_load_while_versions_change_never_fail_or_mix() {
     let dir = tempfile::tempdir().unwrap();
+    // A loaded machine's missed deadlines count against a plugin's health: with the
+    // suite's quarantine settings they could quarantine acme, which is not under test.
+    let config = CONFIG.replace("min_calls = 5", "min_calls = 1000000");
+    assert_ne!(config, CONFIG, "the suite's quarantine settings changed");
+    std::fs::write(dir.path().join("offerhost.toml"), config).unwrap();
     let server = std::sync::Arc::new(start(dir.path()));
     let ops = Some(OPS_TOKEN);
     ok(
@@ -836,21 +841,22 @@ fn slates_under_load_while_versions_change_never_fail_or_mix() {
         let stop = stop.clone();
         workers.push(std::thread::spawn(move || {
             let mut seen = std::collections::BTreeSet::new();
-            let mut n = 0;
+            let (mut n, mut late) = (0, 0);
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                if let Some((offer, version)) =
-                    acme_offer_unless_late(&server, &format!("load-{w}-{n}"))
-                {
-                    assert_eq!(
-                        offer,
-                        format!("v{}-offer", &version[..1]),
-                        "a call mixed versions"
-                    );
-                    seen.insert(version);
+                match acme_offer_unless_late(&server, &format!("load-{w}-{n}")) {
+                    Some((offer, version)) => {
+                        assert_eq!(
+                            offer,
+                            format!("v{}-offer", &version[..1]),
+                            "a call mixed versions"
+                        );
+                        seen.insert(version);
+                    }
+                    None => late += 1,
                 }
                 n += 1;
             }
-            (n, seen)
+            (n, late, seen)
         }));
     }
     for _ in 0..6 {
@@ -870,8 +876,9 @@ fn slates_under_load_while_versions_change_never_fail_or_mix() {
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let mut versions = std::collections::BTreeSet::new();
     for w in workers {
-        let (n, seen) = w.join().expect("no slate failed");
+        let (n, late, seen) = w.join().expect("no slate failed");
         assert!(n > 0);
+        assert!(late * 2 < n, "{late} of {n} slates ran out of time");
         versions.extend(seen);
     }
     assert!(
