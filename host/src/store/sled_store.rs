@@ -473,9 +473,7 @@ impl Store for SledStore {
                 if counter.history.has_recent(now, retention) {
                     kept.push(counter);
                 } else {
-                    let key = caps::total_key(who, &counter.key);
-                    let bytes = caps::encode_total(counter.history.lifetime);
-                    totals.insert(key.as_bytes(), &bytes)?;
+                    caps::keep_total(totals, who, &counter)?;
                 }
             }
             if kept.is_empty() {
@@ -657,9 +655,7 @@ impl Store for SledStore {
                     return Ok(false);
                 }
                 for counter in &counters {
-                    let key = caps::total_key(&subject, &counter.key);
-                    let total = caps::encode_total(counter.history.lifetime);
-                    totals.insert(key.as_bytes(), &total)?;
+                    caps::keep_total(totals, &subject, counter)?;
                 }
                 recent.remove(&who)?;
                 Ok(true)

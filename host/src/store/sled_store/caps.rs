@@ -12,7 +12,9 @@ use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
 use sled::Transactional;
-use sled::transaction::{ConflictableTransactionError, TransactionalTree};
+use sled::transaction::{
+    ConflictableTransactionError, TransactionalTree, UnabortableTransactionError,
+};
 
 use super::super::{StoreError, backend, decode};
 use super::settled;
@@ -39,6 +41,18 @@ pub(super) fn total_key(subject: &str, key: &str) -> String {
 
 pub(super) fn encode_total(total: u64) -> [u8; 8] {
     total.to_be_bytes()
+}
+
+/// Writes `counter`'s lifetime total apart, as it leaves `subject`'s record (nothing of
+/// it inside the longest cap window any more).
+pub(super) fn keep_total(
+    totals: &TransactionalTree,
+    subject: &str,
+    counter: &Counter<'_>,
+) -> Result<(), UnabortableTransactionError> {
+    let key = total_key(subject, &counter.key);
+    totals.insert(key.as_bytes(), &encode_total(counter.history.lifetime))?;
+    Ok(())
 }
 
 pub(super) fn decode_total(subject: &str, key: &str, bytes: &[u8]) -> Result<u64, StoreError> {
