@@ -101,6 +101,13 @@ fn steady_primaries(info: &str, nodes: &str) -> Result<Vec<(String, u16, String)
     Ok(out)
 }
 
+/// The upgrade's refusal of a cluster that is not steady, and why.
+fn unsteady(why: String) -> StoreError {
+    StoreError::Backend(format!(
+        "the Redis Cluster is not steady ({why}); run the upgrade once it is"
+    ))
+}
+
 /// Refuses when some primary is moving slots. Each primary lists only its own moves
 /// (on its `myself` line), so each is asked.
 fn no_slots_moving(primaries: &mut [Box<dyn ConnectionLike>]) -> Result<(), StoreError> {
@@ -110,10 +117,7 @@ fn no_slots_moving(primaries: &mut [Box<dyn ConnectionLike>]) -> Result<(), Stor
             .query(&mut **node)
             .map_err(backend)?;
         if let Some(addr) = moving_slots(&nodes) {
-            return Err(StoreError::Backend(format!(
-                "the Redis Cluster is not steady (slots are moving to or from {addr}); run \
-                 the upgrade once it is"
-            )));
+            return Err(unsteady(format!("slots are moving to or from {addr}")));
         }
     }
     Ok(())
@@ -236,11 +240,7 @@ impl RedisStore {
             .arg("NODES")
             .query(&mut self.conn()?)
             .map_err(backend)?;
-        steady_primaries(&info, &nodes).map_err(|why| {
-            StoreError::Backend(format!(
-                "the Redis Cluster is not steady ({why}); run the upgrade once it is"
-            ))
-        })
+        steady_primaries(&info, &nodes).map_err(unsteady)
     }
 }
 
