@@ -52,43 +52,43 @@ fn app_token(server: &ServerProcess, name: &str) -> String {
         .to_string()
 }
 
+/// A slate for `subject` on app-home, asked for with `app`'s token (with diagnostics
+/// when `debug`); fails the test unless it is answered.
+fn acme_slate(server: &ServerProcess, app: &str, subject: &str, debug: bool) -> Value {
+    let request = json!({
+        "placement": "app-home",
+        "subject": subject,
+        "profile": {"tier": "mass", "marketing_consent": true},
+        "debug": debug,
+    });
+    let (status, slate) = server.post_as(Some(app), "/v1/slates", &request);
+    assert_eq!(status, 200, "{slate}");
+    slate
+}
+
+/// The acme offer in `slate` and the version that made it.
+fn acme_in(slate: &Value) -> Option<(String, String)> {
+    let offers = slate["offers"].as_array().unwrap();
+    offers.iter().find(|o| o["partner"] == "acme").map(|o| {
+        (
+            o["offer"]["id"].as_str().unwrap().to_string(),
+            o["plugin_version"].as_str().unwrap().to_string(),
+        )
+    })
+}
+
 /// The acme offer a subject sees (None when acme has no offer in the slate).
 fn acme_offer(server: &ServerProcess, app: &str, subject: &str) -> Option<(String, String)> {
-    let (status, slate) = server.post_as(
-        Some(app),
-        "/v1/slates",
-        &json!({"placement": "app-home", "subject": subject, "profile": {"tier": "mass", "marketing_consent": true}}),
-    );
-    assert_eq!(status, 200, "{slate}");
-    slate["offers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|o| o["partner"] == "acme")
-        .map(|o| {
-            (
-                o["offer"]["id"].as_str().unwrap().to_string(),
-                o["plugin_version"].as_str().unwrap().to_string(),
-            )
-        })
+    acme_in(&acme_slate(server, app, subject, false))
 }
 
 /// Like [`acme_offer`], with diagnostics: `None` only when acme's call ran out of time
 /// (a wall-clock deadline, which a machine loaded by other tests can make a call miss).
 /// Any other slate without acme's offer fails the test, with the slate.
 fn acme_offer_unless_late(server: &ServerProcess, subject: &str) -> Option<(String, String)> {
-    let request = json!({
-        "placement": "app-home",
-        "subject": subject,
-        "profile": {"tier": "mass", "marketing_consent": true},
-        "debug": true,
-    });
-    let (status, slate) = server.post_as(Some(OPS_TOKEN), "/v1/slates", &request);
-    assert_eq!(status, 200, "{slate}");
-    let offers = slate["offers"].as_array().unwrap();
-    if let Some(o) = offers.iter().find(|o| o["partner"] == "acme") {
-        let id = o["offer"]["id"].as_str().unwrap().to_string();
-        return Some((id, o["plugin_version"].as_str().unwrap().to_string()));
+    let slate = acme_slate(server, OPS_TOKEN, subject, true);
+    if let Some(offer) = acme_in(&slate) {
+        return Some(offer);
     }
     let diagnostics = slate["diagnostics"].as_array().unwrap();
     let call = diagnostics.iter().find(|d| d["partner"] == "acme");
