@@ -90,6 +90,11 @@ fn push_entry(out: &mut Vec<u8>, id: &[u8], record: &[u8]) {
     out.extend_from_slice(record);
 }
 
+/// The bytes [`push_entry`] writes for `id` and `record`.
+fn entry_len(id: &[u8], record: &[u8]) -> usize {
+    2 + id.len() + 4 + record.len()
+}
+
 /// The entries of a window, `(id, record)`, in the order written; `Err` at the first
 /// malformed one.
 fn entries(window: &[u8]) -> impl Iterator<Item = Result<(&[u8], &[u8]), String>> {
@@ -301,11 +306,13 @@ impl Store for SledStore {
     }
 
     fn save_encoded_slates(&self, slates: &[(&str, &[u8])]) -> Result<(), StoreError> {
-        let mut windows: BTreeMap<[u8; 8], Vec<u8>> = BTreeMap::new();
+        // Each window's bytes are counted first and its entries written into a buffer of
+        // that size: grown entry by entry, a window was copied again at every doubling.
+        let mut sizes: BTreeMap<[u8; 8], usize> = BTreeMap::new();
         for (id, record) in slates {
             match slate_window(id) {
                 Some(window) => {
-                    push_entry(windows.entry(window).or_default(), id.as_bytes(), record)
+                    *sizes.entry(window).or_default() += entry_len(id.as_bytes(), record);
                 }
                 // Every id the service makes has a window; any other is kept by itself.
                 None => {
@@ -315,8 +322,27 @@ impl Store for SledStore {
                 }
             }
         }
+        let mut windows: BTreeMap<[u8; 8], Vec<u8>> = (sizes.into_iter())
+            .map(|(window, size)| (window, Vec::with_capacity(size)))
+            .collect();
+        for (id, record) in slates {
+            if let Some(window) = slate_window(id)
+                && let Some(entries) = windows.get_mut(&window)
+            {
+                push_entry(entries, id.as_bytes(), record);
+            }
+        }
         for (window, entries) in windows {
-            self.windows.merge(window, entries).map_err(backend)?;
+            // Most windows are new: stored as they are. One that a previous pass wrote
+            // (slates of the same millisecond answered on both sides of it) is appended
+            // to by the merge operator, which copies what it holds.
+            let new = self
+                .windows
+                .compare_and_swap(window, None::<&[u8]>, Some(entries.as_slice()))
+                .map_err(backend)?;
+            if new.is_err() {
+                self.windows.merge(window, entries).map_err(backend)?;
+            }
         }
         Ok(())
     }
