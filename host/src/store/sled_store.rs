@@ -309,10 +309,12 @@ impl Store for SledStore {
         // Each window's bytes are counted first and its entries written into a buffer of
         // that size: grown entry by entry, a window was copied again at every doubling.
         let mut sizes: BTreeMap<[u8; 8], usize> = BTreeMap::new();
+        let mut filed = Vec::with_capacity(slates.len());
         for (id, record) in slates {
             match slate_window(id) {
                 Some(window) => {
                     *sizes.entry(window).or_default() += entry_len(id.as_bytes(), record);
+                    filed.push((window, id.as_bytes(), *record));
                 }
                 // Every id the service makes has a window; any other is kept by itself.
                 None => {
@@ -325,11 +327,9 @@ impl Store for SledStore {
         let mut windows: BTreeMap<[u8; 8], Vec<u8>> = (sizes.into_iter())
             .map(|(window, size)| (window, Vec::with_capacity(size)))
             .collect();
-        for (id, record) in slates {
-            if let Some(window) = slate_window(id)
-                && let Some(entries) = windows.get_mut(&window)
-            {
-                push_entry(entries, id.as_bytes(), record);
+        for (window, id, record) in filed {
+            if let Some(entries) = windows.get_mut(&window) {
+                push_entry(entries, id, record);
             }
         }
         for (window, entries) in windows {
