@@ -86,6 +86,15 @@ fn files_env_sockets_and_clock_give_nothing_useful() {
     }
     assert_eq!(seen["clock"], format!("Ok({FIXED_WALL_CLOCK_SECS})"));
     assert_eq!(seen["elapsed"], "0");
+    // An hour's sleep returns at once, on a clock that never moves: it holds no host
+    // thread (a host call is not stopped by the call's deadline).
+    assert_eq!(seen["slept"], "0");
+    assert!(
+        report.cost.wall_time_us < 1_000_000,
+        "the call took {} us",
+        report.cost.wall_time_us
+    );
+    assert_eq!(seen["stdin"], "Ok(0)");
 
     // Even the "random" hash seed is the same on every run.
     let again = sandbox().bid(

@@ -22,6 +22,7 @@ mod epoch;
 mod limits;
 mod outcome;
 mod store;
+mod wasi_io;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -131,6 +132,7 @@ impl Sandbox {
 
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+            .and_then(|()| wasi_io::add_to_linker(&mut linker))
             .map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
         OfferPlugin::add_to_linker::<_, HasSelf<CallState>>(&mut linker, |s| s)
             .map_err(|e| SandboxError::Engine(format!("{e:#}")))?;

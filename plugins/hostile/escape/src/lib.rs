@@ -1,6 +1,7 @@
 //! Reaches for everything a sandboxed plugin must not have: files, environment,
-//! arguments, sockets, the real clock and real randomness. It logs what it got, one
-//! `name: result` line each, so tests can check that nothing useful came back.
+//! arguments, sockets, the real clock and real randomness, stdin, and an hour's sleep
+//! holding its host thread. It logs what it got, one `name: result` line each, so tests
+//! can check that nothing useful came back.
 use std::hash::BuildHasher;
 
 use offerhost_sdk::{Bid, Features, OfferPlugin, PluginError, PluginInfo, export_plugin, info};
@@ -43,6 +44,14 @@ impl OfferPlugin for Escapee {
         info(&format!("clock: {unix:?}"));
         let t0 = std::time::Instant::now();
         info(&format!("elapsed: {:?}", t0.elapsed().as_nanos()));
+        std::thread::sleep(std::time::Duration::from_secs(3600));
+        info(&format!("slept: {:?}", t0.elapsed().as_nanos()));
+        let mut line = String::new();
+        info(&format!(
+            "stdin: {:?}",
+            std::io::stdin().read_line(&mut line)
+        ));
+        println!("to stdout, which goes nowhere");
         let seed = std::collections::hash_map::RandomState::new();
         info(&format!("hash-seed: {}", seed.hash_one(1u8)));
         Ok(vec![])
