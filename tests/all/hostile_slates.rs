@@ -148,6 +148,50 @@ async fn a_slow_plugin_delays_no_other_request() {
     );
 }
 
+/// On a multi-threaded runtime a slate makes its calls on its worker thread, which
+/// a stalled call holds until its deadline. Once one call has stalled, slates hand the
+/// worker's other tasks to another thread first: a request arriving while slow slates
+/// run is answered at once, not after them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn once_a_call_stalls_slow_slates_leave_the_workers_to_other_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    // The slow plugin alone: a slate of one call makes it on the request's own thread.
+    let examples = example_config().replace("deadline_ms = 400", "deadline_ms = 300");
+    let config =
+        examples[..examples.find("[[partner]]").unwrap()].to_string() + &slow_partner(1000);
+    let host = std::sync::Arc::new(host_on(&config, dir.path()));
+    let slate = |host: std::sync::Arc<offerhost_tests::Host>, i: usize| async move {
+        let slate = host
+            .slate(json!({"placement": "app-home", "subject": format!("c{i}"), "profile": traveller_profile()}))
+            .await;
+        assert_eq!(slate["offers"], json!([]), "{slate}");
+    };
+    // The first slow call stalls its worker until the slate deadline cuts it.
+    tokio::spawn(slate(host.clone(), 0)).await.unwrap();
+
+    let slow: Vec<_> = (1..=6)
+        .map(|i| tokio::spawn(slate(host.clone(), i)))
+        .collect();
+    // Not the runtime's timer: held workers would hold it up too.
+    std::thread::sleep(Duration::from_millis(30));
+    let asked = Instant::now();
+    let probe = host.clone();
+    let (status, _) = tokio::spawn(async move { probe.text("/healthz").await })
+        .await
+        .unwrap();
+    let waited = asked.elapsed();
+    assert_eq!(status, 200);
+    // With both workers held, it would wait for a slow slate to reach its deadline,
+    // 270 ms away at least. (Six slates' calls loop on 2 cores meanwhile.)
+    assert!(
+        waited < Duration::from_millis(100),
+        "a request waited {waited:?} behind slow slates"
+    );
+    for s in slow {
+        s.await.unwrap();
+    }
+}
+
 /// A call still running at the slate deadline is counted once, as late, whichever of its
 /// worker and the request reaches its result first; on a multi-threaded runtime, where
 /// the request's thread and pool helpers share the calls.

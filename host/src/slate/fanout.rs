@@ -58,6 +58,16 @@ const WATCH: Duration = Duration::from_micros(30);
 /// on helpers say (plugin calls take microseconds; this is a thousand of them).
 const STUCK: Duration = Duration::from_millis(2);
 
+/// How long, after a call ran long, slates on an async runtime's worker hand their
+/// fan-out off it (see [`Fanout::hands_off`]), in seconds. Each such call starts it
+/// again, so a plugin that keeps stalling keeps slates handing off.
+const HAND_OFF_FOR: u64 = 60;
+
+/// Fuel of a call that ran long: about a millisecond of the plugin's own work, where
+/// plugin calls take microseconds. Fuel, not time, since a thread that lost its core
+/// to others under load takes long without any plugin's fault.
+const LONG_CALL_FUEL: u64 = 1_000_000;
+
 /// Counts each finished call on the thread that made it: the call's metrics and its
 /// plugin's health. Those threads run in parallel, so the request's own thread, which
 /// answers once the last call is in, counts only the calls it made itself, and any call
@@ -170,7 +180,16 @@ pub(super) struct Fanout {
     cores: usize,
     /// Chores handed over and not yet finished (see [`Fanout::chore`]).
     chores: ChoreCount,
+    /// See [`Fanout::hands_off`].
+    hand_off_until: HandOffUntil,
 }
+
+/// Until when (unix seconds) fan-outs are handed off async workers: every slate reads
+/// it and a stalled call seldom writes it, so it keeps a cache line to itself, apart
+/// from counters every slate writes.
+#[repr(align(128))]
+#[derive(Default)]
+struct HandOffUntil(AtomicU64);
 
 /// Chores in flight, in two generations, so that a reader can wait for the chores handed
 /// over before it without also waiting for those handed over since.
@@ -322,20 +341,39 @@ impl Fanout {
             active,
             cores,
             chores: ChoreCount::default(),
+            hand_off_until: HandOffUntil::default(),
         }
+    }
+
+    /// Whether a slate on an async runtime's worker thread should run its fan-out
+    /// through `block_in_place`, which hands the worker's other tasks to another thread
+    /// first, at `now` (unix seconds). Only for a while after some call ran long (burned
+    /// [`LONG_CALL_FUEL`], or ran into its deadline or its fuel limit): a fan-out takes
+    /// tens of microseconds, and the hand-off (waking a blocking-pool thread to take
+    /// over, once per slate) cost about a fifth of the service's HTTP throughput. Until
+    /// then a slate blocks its worker for its calls, which a stalled plugin stretches to
+    /// its deadline once before the hand-off starts.
+    /// Waiting on other threads' calls past [`WATCH`] always hands off (see
+    /// [`Fanout::run`]).
+    pub(super) fn hands_off(&self, now: u64) -> bool {
+        self.hand_off_until.0.load(Ordering::Relaxed) > now
     }
 
     /// Runs every call, on this thread and on helpers, each counted where it ran (see
     /// [`Accountant`]); a call that did not finish within `budget` is reported and
     /// counted `late`; `now` is the unix time the plugins' health counts them at. Blocks
     /// the calling thread for about `budget` at most (plus one call's deadline rounding,
-    /// and a worker's counting of the call it just finished).
+    /// and a worker's counting of the call it just finished). `on_worker`: the calling
+    /// thread is an async runtime's worker, not in `block_in_place`; waiting for other
+    /// threads' calls past [`WATCH`] then goes through `block_in_place`, so that the
+    /// worker's other tasks move to another thread rather than wait behind this slate.
     pub(super) fn run(
         self: &Arc<Self>,
         calls: Vec<Call>,
         context: Context,
         budget: Duration,
         now: u64,
+        on_worker: bool,
     ) -> Fanned {
         let started = Instant::now();
         let total = calls.len();
@@ -356,7 +394,7 @@ impl Fanout {
             parked: AtomicBool::new(false),
         });
         self.take_calls(&batch, End::Front);
-        Self::wait(&batch, started + budget);
+        Self::wait(&batch, started + budget, on_worker);
 
         let calls = (batch.calls.iter().zip(&batch.results))
             .map(|(call, slot)| {
@@ -517,8 +555,9 @@ impl Fanout {
     }
 
     /// Waits until every call has finished or `deadline` has passed: watching for a
-    /// moment, then parked until the last result or the deadline wakes it.
-    fn wait(batch: &Batch, deadline: Instant) {
+    /// moment, then parked until the last result or the deadline wakes it (see
+    /// [`Fanout::run`] for `on_worker`).
+    fn wait(batch: &Batch, deadline: Instant, on_worker: bool) {
         let total = batch.calls.len();
         let watch_until = Instant::now() + WATCH;
         while batch.finished.load(Ordering::Acquire) < total {
@@ -526,9 +565,25 @@ impl Fanout {
             if now >= deadline {
                 return;
             }
-            if now < watch_until {
-                std::hint::spin_loop();
-                continue;
+            if now >= watch_until {
+                return if on_worker {
+                    tokio::task::block_in_place(|| Self::park(batch, deadline))
+                } else {
+                    Self::park(batch, deadline)
+                };
+            }
+            std::hint::spin_loop();
+        }
+    }
+
+    /// Parked until every call has finished (the last result wakes it) or `deadline`
+    /// has passed.
+    fn park(batch: &Batch, deadline: Instant) {
+        let total = batch.calls.len();
+        while batch.finished.load(Ordering::Acquire) < total {
+            let now = Instant::now();
+            if now >= deadline {
+                return;
             }
             batch.parked.store(true, Ordering::SeqCst);
             // The last result may have landed before `parked` was set, unseen by its
@@ -583,6 +638,11 @@ impl Fanout {
             stuck,
         );
         let latency = started.elapsed();
+        if report.cost.fuel_used >= LONG_CALL_FUEL
+            || matches!(report.outcome, Outcome::Deadline | Outcome::FuelExhausted)
+        {
+            (self.hand_off_until.0).fetch_max(batch.now + HAND_OFF_FOR, Ordering::Relaxed);
+        }
         if cut && report.outcome == Outcome::Deadline {
             report.outcome = Outcome::Late;
         }

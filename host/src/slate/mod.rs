@@ -808,23 +808,22 @@ impl SlateService {
             placement: placement.id.clone(),
             channel: placement.channel,
         };
-        // The request's own thread works too; on a multi-threaded runtime it may block
-        // for the fan-out, elsewhere a blocking thread stands in for it. Through
-        // `block_in_place` even when the fan-out is short: wasmtime-wasi's synchronous
-        // bindings run a plugin's blocking WASI I/O (a panic message written to stderr,
-        // a poll) with `block_on` on the calling thread, which tokio refuses on a worker.
-        // Handing the worker over costs about a fifth of the HTTP throughput (README,
-        // Performance); linking WASI's streams and poll with host functions that do not
-        // block on a runtime would let slates skip it.
+        // The request's own thread works too: on a multi-threaded runtime its worker,
+        // handing its other tasks to another thread first only while calls have lately
+        // been stalling (see `Fanout::hands_off`); elsewhere a blocking thread stands
+        // in for it. A worker can make calls because no WASI call blocks on a runtime
+        // (`sandbox::wasi_io`): tokio refuses that on a worker.
         let multi_thread = tokio::runtime::Handle::current().runtime_flavor()
             == tokio::runtime::RuntimeFlavor::MultiThread;
-        if multi_thread {
-            tokio::task::block_in_place(|| self.fanout.run(calls, context, budget, now))
+        if multi_thread && self.fanout.hands_off(now) {
+            tokio::task::block_in_place(|| self.fanout.run(calls, context, budget, now, false))
+        } else if multi_thread {
+            self.fanout.run(calls, context, budget, now, true)
         } else {
             let fanout = self.fanout.clone();
             let started = Instant::now();
             let all = calls.clone();
-            tokio::task::spawn_blocking(move || fanout.run(calls, context, budget, now))
+            tokio::task::spawn_blocking(move || fanout.run(calls, context, budget, now, false))
                 .await
                 .unwrap_or_else(|e| {
                     tracing::error!(error = %e, "the fan-out failed; its calls count as late");
