@@ -220,6 +220,8 @@ pub struct SlateService {
     pub(crate) noise_secret: std::sync::OnceLock<Vec<u8>>,
     /// One [`SlateService::settle`] at a time.
     settling: tokio::sync::Mutex<()>,
+    /// One aggregate write at a time (see [`SlateService::flush_aggregates`]).
+    flushing: tokio::sync::Mutex<()>,
 }
 
 /// Longest [`SlateService::settle`] waits.
@@ -249,6 +251,7 @@ impl SlateService {
             placement_metrics,
             noise_secret: std::sync::OnceLock::new(),
             settling: tokio::sync::Mutex::new(()),
+            flushing: tokio::sync::Mutex::new(()),
             retention: Retention::for_caps(&config.caps),
             lifetime_caps: caps::has_lifetime_cap(&config.caps),
             reads_cap_record: !config.caps.is_empty() && !caps::has_lifetime_cap(&config.caps),
@@ -1005,6 +1008,9 @@ impl SlateService {
 
     /// Writes pending aggregates to the store; on failure keeps them for the next try.
     pub async fn flush_aggregates(&self) -> Result<(), crate::store::StoreError> {
+        // Held until the write lands: a report flushes before it reads the store, and
+        // must not read it while the once-a-second flush's counts are still on the way.
+        let _one = self.flushing.lock().await;
         self.settle().await;
         let (retention, offset) = (
             self.config.reports.retention_days,
