@@ -22,6 +22,9 @@ pub type PluginConfig = BTreeMap<String, String>;
 /// What plugins read from the wall clock: 2024-01-01T00:00:00Z, always.
 pub const FIXED_WALL_CLOCK_SECS: u64 = 1_704_067_200;
 
+/// Most random bytes a plugin may ask for at once; more traps.
+const MAX_RANDOM_BYTES: u64 = 64 * 1024;
+
 /// Bytes of a panic message kept from the plugin's stderr.
 const STDERR_CAPACITY: usize = 2048;
 
@@ -50,6 +53,9 @@ impl CallState {
             .secure_random(Deterministic::new(vec![0x5e, 0xed]))
             .insecure_random(Deterministic::new(vec![0x5e, 0xed]))
             .insecure_random_seed(0)
+            // The host makes these bytes in a loop the call's deadline cannot stop
+            // (WASI's default allows 64 MiB, seconds of work); a plugin needs a few.
+            .max_random_size(MAX_RANDOM_BYTES)
             .build();
         CallState {
             wasi,

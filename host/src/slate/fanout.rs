@@ -64,9 +64,33 @@ const STUCK: Duration = Duration::from_millis(2);
 const HAND_OFF_FOR: u64 = 60;
 
 /// Fuel of a call that ran long: about a millisecond of the plugin's own work, where
-/// plugin calls take microseconds. Fuel, not time, since a thread that lost its core
+/// plugin calls take microseconds. Fuel before time, since a thread that lost its core
 /// to others under load takes long without any plugin's fault.
 const LONG_CALL_FUEL: u64 = 1_000_000;
+
+/// Time of a call that ran long whatever its fuel: work fuel does not count (host
+/// calls, memory stalls) can make a call long too, and preemption rarely makes one this
+/// long.
+const LONG_CALL_TIME: Duration = Duration::from_millis(20);
+
+/// Until when (unix seconds) fan-outs are handed off async workers (see
+/// [`Fanout::hands_off`]). Every slate reads it and a long call seldom writes it, so it
+/// keeps a cache line to itself, apart from counters every slate writes.
+#[repr(align(128))]
+#[derive(Default)]
+struct HandOffUntil(AtomicU64);
+
+impl HandOffUntil {
+    /// Starts (or extends) handing off, for [`HAND_OFF_FOR`] from `now` (unix seconds);
+    /// writes only when that moves the end on, so calls that keep running long do not
+    /// each write the line every slate reads.
+    fn from(&self, now: u64) {
+        let until = now + HAND_OFF_FOR;
+        if self.0.load(Ordering::Relaxed) < until {
+            self.0.fetch_max(until, Ordering::Relaxed);
+        }
+    }
+}
 
 /// Counts each finished call on the thread that made it: the call's metrics and its
 /// plugin's health. Those threads run in parallel, so the request's own thread, which
@@ -183,13 +207,6 @@ pub(super) struct Fanout {
     /// See [`Fanout::hands_off`].
     hand_off_until: HandOffUntil,
 }
-
-/// Until when (unix seconds) fan-outs are handed off async workers: every slate reads
-/// it and a stalled call seldom writes it, so it keeps a cache line to itself, apart
-/// from counters every slate writes.
-#[repr(align(128))]
-#[derive(Default)]
-struct HandOffUntil(AtomicU64);
 
 /// Chores in flight, in two generations, so that a reader can wait for the chores handed
 /// over before it without also waiting for those handed over since.
@@ -348,7 +365,8 @@ impl Fanout {
     /// Whether a slate on an async runtime's worker thread should run its fan-out
     /// through `block_in_place`, which hands the worker's other tasks to another thread
     /// first, at `now` (unix seconds). Only for a while after some call ran long (burned
-    /// [`LONG_CALL_FUEL`], or ran into its deadline or its fuel limit): a fan-out takes
+    /// [`LONG_CALL_FUEL`], took [`LONG_CALL_TIME`], ran into its own deadline or its fuel
+    /// limit, or, made on a worker, was still running after [`STUCK`]): a fan-out takes
     /// tens of microseconds, and the hand-off (waking a blocking-pool thread to take
     /// over, once per slate) cost about a fifth of the service's HTTP throughput. Until
     /// then a slate blocks its worker for its calls, which a stalled plugin stretches to
@@ -393,7 +411,7 @@ impl Fanout {
             waiter: std::thread::current(),
             parked: AtomicBool::new(false),
         });
-        self.take_calls(&batch, End::Front);
+        self.take_calls(&batch, End::Front, on_worker);
         Self::wait(&batch, started + budget, on_worker);
 
         let calls = (batch.calls.iter().zip(&batch.results))
@@ -476,12 +494,13 @@ impl Fanout {
 
     /// Takes calls off `batch`, from `end`, until none is left or the slate's budget is
     /// spent. Each call runs with its deadline cut to what is left of the budget; one
-    /// stopped by that cut, not by its own deadline, is reported `late`.
+    /// stopped by that cut, not by its own deadline, is reported `late`. `on_worker`: this
+    /// thread is an async runtime's worker (see [`Fanout::run`]).
     ///
     /// Every worker writes the batch's shared counters as seldom as it can: each such
     /// write moves a cache line from the other core, which costs several times as much
     /// when the two cores are far apart (see the benches' core round trip).
-    fn take_calls(self: &Arc<Self>, batch: &Arc<Batch>, end: End) {
+    fn take_calls(self: &Arc<Self>, batch: &Arc<Batch>, end: End, on_worker: bool) {
         let total = batch.calls.len();
         // Calls finished here, added to the batch's count once this worker stops.
         let mut finished = 0;
@@ -496,7 +515,7 @@ impl Fanout {
             if more {
                 self.add_worker(batch);
             }
-            let done = self.call(batch, i, left, more, &mut rescuer);
+            let done = self.call(batch, i, left, more, on_worker, &mut rescuer);
             {
                 let mut slot = batch.results[i].lock().unwrap_or_else(|e| e.into_inner());
                 // A closed slot was counted late by the request, which has stopped
@@ -596,13 +615,16 @@ impl Fanout {
 
     /// Call `i` of `batch`: features, the plugin, the bids screened. `more`: whether
     /// other calls were still untaken when it was taken; only such a call has anything to
-    /// rescue if it gets stuck. `rescuer` is this worker's, made for its first such call.
+    /// rescue if it gets stuck. `rescuer` is this worker's, made for its first such call
+    /// (or, on an async worker, its first call). `on_worker`: as for
+    /// [`Fanout::take_calls`].
     fn call(
         self: &Arc<Self>,
         batch: &Arc<Batch>,
         i: usize,
         left: Duration,
         more: bool,
+        on_worker: bool,
         rescuer: &mut Option<Arc<OnBatch>>,
     ) -> Done {
         let (call, context, started) = (&batch.calls[i], &batch.context, batch.started);
@@ -621,13 +643,22 @@ impl Fanout {
             deadline_ms: plugin.limits.deadline_ms.min(left_ms),
             ..plugin.limits
         };
-        let stuck = more.then(|| {
-            let rescuer = rescuer
+        // A call still running after STUCK hands later slates' fan-outs off the async
+        // workers at once, not only once it returns: meanwhile every slate that starts
+        // would make its calls on a worker, and could meet the same plugin.
+        let stuck = (more || on_worker).then(|| {
+            let on_batch = rescuer
                 .get_or_insert_with(|| Arc::new(OnBatch::new(self, batch)))
                 .clone();
             SlowCall {
                 after: STUCK,
-                then: Box::new(move || rescuer.fanout.rescue(&rescuer.batch)),
+                then: Box::new(move || {
+                    let OnBatch { fanout, batch } = &*on_batch;
+                    fanout.hand_off_until.from(batch.now);
+                    if more {
+                        fanout.rescue(batch);
+                    }
+                }),
             }
         });
         let mut report = self.sandbox.bid_watched(
@@ -638,10 +669,14 @@ impl Fanout {
             stuck,
         );
         let latency = started.elapsed();
+        // A call the slate's budget cut proves nothing against its plugin: under
+        // overload calls start late and are cut early.
         if report.cost.fuel_used >= LONG_CALL_FUEL
-            || matches!(report.outcome, Outcome::Deadline | Outcome::FuelExhausted)
+            || report.cost.wall_time_us >= LONG_CALL_TIME.as_micros() as u64
+            || report.outcome == Outcome::FuelExhausted
+            || (report.outcome == Outcome::Deadline && !cut)
         {
-            (self.hand_off_until.0).fetch_max(batch.now + HAND_OFF_FOR, Ordering::Relaxed);
+            self.hand_off_until.from(batch.now);
         }
         if cut && report.outcome == Outcome::Deadline {
             report.outcome = Outcome::Late;
@@ -686,7 +721,7 @@ impl Task for OnBatch {
 
     fn run(self: Box<Self>) {
         let _busy = self.fanout.busy();
-        self.fanout.take_calls(&self.batch, End::Back);
+        self.fanout.take_calls(&self.batch, End::Back, false);
     }
 }
 
