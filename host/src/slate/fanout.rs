@@ -365,14 +365,15 @@ impl Fanout {
     /// Whether a slate on an async runtime's worker thread should run its fan-out
     /// through `block_in_place`, which hands the worker's other tasks to another thread
     /// first, at `now` (unix seconds). Only for a while after some call ran long (burned
-    /// [`LONG_CALL_FUEL`], took [`LONG_CALL_TIME`], ran into its own deadline or its fuel
-    /// limit, or, made on a worker, was still running after [`STUCK`]): a fan-out takes
-    /// tens of microseconds, and the hand-off (waking a blocking-pool thread to take
-    /// over, once per slate) cost about a fifth of the service's HTTP throughput. Until
-    /// then a slate blocks its worker for its calls, which a stalled plugin stretches to
-    /// its deadline once before the hand-off starts.
-    /// Waiting on other threads' calls past [`WATCH`] always hands off (see
-    /// [`Fanout::run`]).
+    /// [`LONG_CALL_FUEL`], took [`LONG_CALL_TIME`], or ran into its own deadline or its
+    /// fuel limit): a fan-out takes tens of microseconds, and the hand-off (waking a
+    /// blocking-pool thread to take over, once per slate) cost about a fifth of the
+    /// service's HTTP throughput. Until then a slate blocks its worker for its calls:
+    /// the first call that stalls holds its worker up to its deadline, and so may the
+    /// slates that start before it returns. (Turning the hand-off on from the call's
+    /// 2 ms tick instead was tried: under load a worker that merely lost its core for
+    /// 2 ms turned it on, and the gain was gone.) Waiting on other threads' calls past
+    /// [`WATCH`] always hands off (see [`Fanout::run`]).
     pub(super) fn hands_off(&self, now: u64) -> bool {
         self.hand_off_until.0.load(Ordering::Relaxed) > now
     }
@@ -411,7 +412,7 @@ impl Fanout {
             waiter: std::thread::current(),
             parked: AtomicBool::new(false),
         });
-        self.take_calls(&batch, End::Front, on_worker);
+        self.take_calls(&batch, End::Front);
         Self::wait(&batch, started + budget, on_worker);
 
         let calls = (batch.calls.iter().zip(&batch.results))
@@ -494,13 +495,12 @@ impl Fanout {
 
     /// Takes calls off `batch`, from `end`, until none is left or the slate's budget is
     /// spent. Each call runs with its deadline cut to what is left of the budget; one
-    /// stopped by that cut, not by its own deadline, is reported `late`. `on_worker`: this
-    /// thread is an async runtime's worker (see [`Fanout::run`]).
+    /// stopped by that cut, not by its own deadline, is reported `late`.
     ///
     /// Every worker writes the batch's shared counters as seldom as it can: each such
     /// write moves a cache line from the other core, which costs several times as much
     /// when the two cores are far apart (see the benches' core round trip).
-    fn take_calls(self: &Arc<Self>, batch: &Arc<Batch>, end: End, on_worker: bool) {
+    fn take_calls(self: &Arc<Self>, batch: &Arc<Batch>, end: End) {
         let total = batch.calls.len();
         // Calls finished here, added to the batch's count once this worker stops.
         let mut finished = 0;
@@ -515,7 +515,7 @@ impl Fanout {
             if more {
                 self.add_worker(batch);
             }
-            let done = self.call(batch, i, left, more, on_worker, &mut rescuer);
+            let done = self.call(batch, i, left, more, &mut rescuer);
             {
                 let mut slot = batch.results[i].lock().unwrap_or_else(|e| e.into_inner());
                 // A closed slot was counted late by the request, which has stopped
@@ -615,16 +615,13 @@ impl Fanout {
 
     /// Call `i` of `batch`: features, the plugin, the bids screened. `more`: whether
     /// other calls were still untaken when it was taken; only such a call has anything to
-    /// rescue if it gets stuck. `rescuer` is this worker's, made for its first such call
-    /// (or, on an async worker, its first call). `on_worker`: as for
-    /// [`Fanout::take_calls`].
+    /// rescue if it gets stuck. `rescuer` is this worker's, made for its first such call.
     fn call(
         self: &Arc<Self>,
         batch: &Arc<Batch>,
         i: usize,
         left: Duration,
         more: bool,
-        on_worker: bool,
         rescuer: &mut Option<Arc<OnBatch>>,
     ) -> Done {
         let (call, context, started) = (&batch.calls[i], &batch.context, batch.started);
@@ -643,22 +640,13 @@ impl Fanout {
             deadline_ms: plugin.limits.deadline_ms.min(left_ms),
             ..plugin.limits
         };
-        // A call still running after STUCK hands later slates' fan-outs off the async
-        // workers at once, not only once it returns: meanwhile every slate that starts
-        // would make its calls on a worker, and could meet the same plugin.
-        let stuck = (more || on_worker).then(|| {
-            let on_batch = rescuer
+        let stuck = more.then(|| {
+            let rescuer = rescuer
                 .get_or_insert_with(|| Arc::new(OnBatch::new(self, batch)))
                 .clone();
             SlowCall {
                 after: STUCK,
-                then: Box::new(move || {
-                    let OnBatch { fanout, batch } = &*on_batch;
-                    fanout.hand_off_until.from(batch.now);
-                    if more {
-                        fanout.rescue(batch);
-                    }
-                }),
+                then: Box::new(move || rescuer.fanout.rescue(&rescuer.batch)),
             }
         });
         let mut report = self.sandbox.bid_watched(
@@ -721,7 +709,7 @@ impl Task for OnBatch {
 
     fn run(self: Box<Self>) {
         let _busy = self.fanout.busy();
-        self.fanout.take_calls(&self.batch, End::Back, false);
+        self.fanout.take_calls(&self.batch, End::Back);
     }
 }
 
