@@ -84,7 +84,7 @@ impl HandOffUntil {
     /// Starts (or extends) handing off, for [`HAND_OFF_FOR`] from `now` (unix seconds);
     /// writes only when that moves the end on, so calls that keep running long do not
     /// each write the line every slate reads.
-    fn from(&self, now: u64) {
+    fn extend_from(&self, now: u64) {
         let until = now + HAND_OFF_FOR;
         if self.0.load(Ordering::Relaxed) < until {
             self.0.fetch_max(until, Ordering::Relaxed);
@@ -664,7 +664,7 @@ impl Fanout {
             || report.outcome == Outcome::FuelExhausted
             || (report.outcome == Outcome::Deadline && !cut)
         {
-            self.hand_off_until.from(batch.now);
+            self.hand_off_until.extend_from(batch.now);
         }
         if cut && report.outcome == Outcome::Deadline {
             report.outcome = Outcome::Late;
